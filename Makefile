@@ -1,0 +1,58 @@
+# The two commands a user needs: `make run` and `make test`.
+# Both create .venv when missing and install what the studio needs; torch is
+# installed first and pinned (a CPU build here). On a CUDA machine:
+#   make run TORCH=torch
+PYTHON ?= python3
+TORCH ?= torch==2.13.0
+VENV  := .venv
+BIN   := $(VENV)/bin
+ARGS  ?=
+# One thread per core is fastest on small CPUs, and PASSIVE waiting stops
+# idle OpenMP threads from spinning against the server's own threads.
+export OMP_WAIT_POLICY ?= PASSIVE
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+
+.PHONY: run test install install-test chromium bench train-embedded eval clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# Stamps make the second run instant; they are redone when pyproject changes.
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+# Browser tests drive Debian's Chromium (Playwright cannot download browsers here).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "Installing Debian's chromium for the browser tests"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	  || echo "warning: could not install chromium; browser tests will be skipped"; }
+
+run: install
+	$(BIN)/imagestudio serve $(ARGS)
+
+test: install-test chromium
+	$(BIN)/python -m pytest $(ARGS)
+
+bench: install-test
+	$(BIN)/python -m bench.run_all $(ARGS)
+
+train-embedded: install
+	$(BIN)/imagestudio train $(ARGS)
+
+eval: install
+	$(BIN)/imagestudio eval $(ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,231 @@
+"""GenerationRequest: the one description of a generation, for every mode and
+every way in (CLI, native API, AUTOMATIC1111 and OpenAI adapters).
+
+Everything that can be checked without loading a model is checked here, so a
+bad value fails fast with a readable message. Checks that depend on a model
+(its size bounds) live in the engine, which knows the model.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+import os
+import random
+from enum import Enum
+from typing import Optional
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .errors import ImageError
+
+MAX_PROMPT_CHARS = 2000
+MAX_COUNT = 4
+#: Absolute bounds; a model narrows them (see engine.catalog.ModelInfo).
+MIN_SIDE, MAX_SIDE = 64, 2048
+MAX_OUTPAINT = 1024
+#: Decoding guard: refuse images over this many pixels (decompression bombs).
+MAX_IMAGE_PIXELS = 4096 * 4096
+#: Refuse encoded uploads larger than this.
+MAX_IMAGE_BYTES = 20 * 1024 * 1024
+
+ASPECT_RATIOS: dict[str, tuple[int, int]] = {
+    "1:1": (1, 1),
+    "16:9": (16, 9),
+    "9:16": (9, 16),
+    "4:3": (4, 3),
+    "3:4": (3, 4),
+    "3:2": (3, 2),
+    "2:3": (2, 3),
+}
+
+
+class Mode(str, Enum):
+    txt2img = "txt2img"
+    img2img = "img2img"
+    inpaint = "inpaint"
+    outpaint = "outpaint"
+    variation = "variation"
+
+
+class Outpaint(BaseModel):
+    """How many pixels to add on each side of the init image."""
+
+    model_config = ConfigDict(extra="forbid")
+    left: int = Field(0, ge=0, le=MAX_OUTPAINT)
+    right: int = Field(0, ge=0, le=MAX_OUTPAINT)
+    top: int = Field(0, ge=0, le=MAX_OUTPAINT)
+    bottom: int = Field(0, ge=0, le=MAX_OUTPAINT)
+
+    @property
+    def any(self) -> bool:
+        return any((self.left, self.right, self.top, self.bottom))
+
+    @classmethod
+    def parse(cls, text: str) -> "Outpaint":
+        """`left=128,right=64` (CLI form) or a single number for all sides."""
+        text = text.strip()
+        if text.isdigit():
+            n = int(text)
+            return cls(left=n, right=n, top=n, bottom=n)
+        values: dict[str, int] = {}
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            key, sep, value = part.partition("=")
+            if not sep or key.strip() not in cls.model_fields or not value.strip().isdigit():
+                raise ValueError(
+                    f"outpaint expects side=pixels pairs such as 'left=128,right=64', got {part!r}"
+                )
+            values[key.strip()] = int(value)
+        return cls(**values)
+
+
+class GenerationRequest(BaseModel):
+    """One generation. Image fields hold a reference: a file path, a
+    `data:image/...;base64,` URI or plain base64 (see `load_image`)."""
+
+    model_config = ConfigDict(extra="forbid", use_enum_values=False)
+
+    version: int = Field(1, description="Schema version of this request.")
+    mode: Mode = Field(Mode.txt2img, description="txt2img, img2img, inpaint, outpaint or variation.")
+    prompt: str = Field("", max_length=MAX_PROMPT_CHARS, description="What to draw; (word:1.5) weights words.")
+    negative_prompt: str = Field("", max_length=MAX_PROMPT_CHARS, description="What to avoid.")
+    style: Optional[str] = Field(None, description="Style preset name, 'Auto', or None for no style.")
+    enhance: bool = Field(False, description="Add detail and quality terms to the prompt.")
+    model: Optional[str] = Field(None, description="Catalog name; None means the default model.")
+    aspect_ratio: Optional[str] = Field(None, description="One of " + ", ".join(ASPECT_RATIOS))
+    width: Optional[int] = Field(None, ge=MIN_SIDE, le=MAX_SIDE, multiple_of=8)
+    height: Optional[int] = Field(None, ge=MIN_SIDE, le=MAX_SIDE, multiple_of=8)
+    count: int = Field(1, ge=1, le=MAX_COUNT, description="Images in this request (1-4).")
+    steps: Optional[int] = Field(None, ge=1, le=150, description="Sampling steps; None = model default.")
+    guidance: Optional[float] = Field(None, ge=0, le=30, description="CFG scale; None = model default.")
+    sampler: Optional[str] = Field(None, description="Sampler name, e.g. 'Euler a', 'DPM++ 2M Karras'.")
+    seed: int = Field(-1, ge=-1, le=2**32 - 1, description="-1 = random; image i uses seed+i.")
+    variation_seed: Optional[int] = Field(None, ge=-1, le=2**32 - 1)
+    variation_strength: float = Field(0.0, ge=0, le=1)
+    strength: float = Field(0.6, ge=0, le=1, description="Denoising strength for img2img/inpaint.")
+    init_image: Optional[str] = Field(None, description="Reference image (path, data URI or base64).")
+    mask: Optional[str] = Field(None, description="Inpaint mask: white = repaint, black = keep.")
+    outpaint: Outpaint = Field(default_factory=Outpaint)
+    mask_blur: int = Field(4, ge=0, le=64, description="Feather (pixels) inside the mask edge.")
+
+    @field_validator("prompt", "negative_prompt")
+    @classmethod
+    def _strip(cls, value: str) -> str:
+        return value.strip()
+
+    @field_validator("aspect_ratio")
+    @classmethod
+    def _known_ratio(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and value not in ASPECT_RATIOS:
+            raise ValueError(f"unknown aspect ratio {value!r}; choose one of {', '.join(ASPECT_RATIOS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _mode_inputs(self) -> "GenerationRequest":
+        needs_image = self.mode in (Mode.img2img, Mode.inpaint, Mode.outpaint, Mode.variation)
+        if self.mode in (Mode.txt2img, Mode.img2img, Mode.inpaint, Mode.outpaint) and not self.prompt:
+            # variation may reuse the prompt of the image it varies
+            if not (self.mode is Mode.outpaint):
+                raise ValueError("prompt is empty: describe what to draw")
+        if needs_image and self.mode is not Mode.variation and not self.init_image:
+            raise ValueError(f"mode {self.mode.value} needs an init image")
+        if self.mode is Mode.inpaint and not self.mask:
+            raise ValueError("inpaint needs a mask (white where the image should be repainted)")
+        if self.mode is Mode.outpaint and not self.outpaint.any:
+            raise ValueError("outpaint needs at least one side to extend, e.g. left=128")
+        if (self.width is None) != (self.height is None):
+            raise ValueError("give both width and height, or neither")
+        if self.width is not None and self.aspect_ratio is not None:
+            raise ValueError("give either an aspect ratio or an exact width/height, not both")
+        return self
+
+    # --- derived values -------------------------------------------------
+
+    def with_seed(self) -> "GenerationRequest":
+        """A copy whose random seeds are drawn, so the result can be reproduced."""
+        update = {}
+        if self.seed == -1:
+            update["seed"] = random.SystemRandom().randrange(2**32 - MAX_COUNT)
+        if self.variation_seed == -1:
+            update["variation_seed"] = random.SystemRandom().randrange(2**32 - MAX_COUNT)
+        return self.model_copy(update=update) if update else self
+
+    def seeds(self) -> list[int]:
+        """Per-image seeds: seed, seed+1, ... as AUTOMATIC1111 does."""
+        if self.seed == -1:
+            raise ValueError("call with_seed() first")
+        return [(self.seed + i) % 2**32 for i in range(self.count)]
+
+
+def size_for_aspect(ratio: str, native: int, multiple: int = 8) -> tuple[int, int]:
+    """A size with about `native`² pixels and the given aspect ratio."""
+    rw, rh = ASPECT_RATIOS[ratio]
+    area = native * native
+    width = math.sqrt(area * rw / rh)
+    height = area / width
+    return _round(width, multiple), _round(height, multiple)
+
+
+def _round(value: float, multiple: int) -> int:
+    return max(multiple, int(round(value / multiple)) * multiple)
+
+
+# --- images -------------------------------------------------------------
+
+
+def load_image(ref: str, *, what: str = "image"):
+    """Decode an image reference safely: a path, a data URI or base64.
+
+    Raises ImageError with a sentence naming the problem (not an image,
+    truncated, too many pixels, too many bytes)."""
+    from PIL import Image
+
+    data = _image_bytes(ref, what)
+    if len(data) > MAX_IMAGE_BYTES:
+        raise ImageError(f"{what} is {len(data) // 1024 // 1024} MB; the limit is {MAX_IMAGE_BYTES // 1024 // 1024} MB")
+    try:
+        with Image.open(io.BytesIO(data)) as probe:
+            width, height = probe.size
+            if width * height > MAX_IMAGE_PIXELS:
+                raise ImageError(
+                    f"{what} is {width}x{height} pixels; the limit is {MAX_IMAGE_PIXELS} pixels"
+                )
+        image = Image.open(io.BytesIO(data))
+        image.load()
+    except ImageError:
+        raise
+    except Image.DecompressionBombError as err:
+        raise ImageError(f"{what} is too large to decode safely ({err})") from None
+    except Exception as err:  # PIL raises many types for broken files
+        raise ImageError(f"{what} could not be read as an image ({type(err).__name__}: {err})") from None
+    return image
+
+
+def _image_bytes(ref: str, what: str) -> bytes:
+    if ref.startswith("data:"):
+        _, _, payload = ref.partition(",")
+        return _b64(payload, what)
+    if len(ref) < 4096 and os.path.exists(ref):
+        with open(ref, "rb") as fh:
+            return fh.read()
+    if len(ref) < 4096 and ("/" in ref or ref.lower().endswith((".png", ".jpg", ".jpeg", ".webp"))) and not _looks_b64(ref):
+        raise ImageError(f"{what} file not found: {ref}")
+    return _b64(ref, what)
+
+
+def _looks_b64(text: str) -> bool:
+    return len(text) > 64 and len(text) % 4 == 0
+
+
+def _b64(payload: str, what: str) -> bytes:
+    try:
+        return base64.b64decode(payload, validate=False)
+    except Exception:
+        raise ImageError(f"{what} is neither a file path nor valid base64") from None
+
+
+def image_to_data_uri(image, fmt: str = "PNG") -> str:
+    buf = io.BytesIO()
+    image.save(buf, format=fmt)
+    return f"data:image/{fmt.lower()};base64," + base64.b64encode(buf.getvalue()).decode()
