@@ -1,0 +1,266 @@
+"""The Engine: turns a GenerationRequest into images.
+
+`prepare` resolves a request without loading anything (seed drawn, size,
+steps, sampler and guidance filled from the model's defaults) so callers can
+validate and price it; `generate` runs it. Each mode is one small function
+below; all share prompt encoding, noise, progress and metadata."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Optional
+
+from .. import __version__
+from ..errors import Cancelled, RequestError
+from ..request import GenerationRequest, Mode, load_image, size_for_aspect
+from ..store.metadata import format_parameters, parse_parameters, read_parameters
+from . import images as px
+from .catalog import Catalog, ModelInfo
+from .noise import generators, initial_latents
+from .pipelines import PipelineCache
+from .samplers import canonical_sampler, make_scheduler, sampler_names
+from .types import CancelToken, GeneratedImage, GenerationResult, Progress, ProgressCallback
+
+#: Decode a preview every this many steps (small models only: it costs a VAE pass).
+PREVIEW_EVERY = 5
+PREVIEW_MAX_LATENT = 48 * 48
+
+
+class Engine:
+    def __init__(self, catalog: Optional[Catalog] = None, cache: Optional[PipelineCache] = None):
+        self.catalog = catalog or Catalog()
+        self.cache = cache or PipelineCache()
+        # diffusers pipelines hold per-call state (scheduler, _num_timesteps):
+        # one generation at a time per engine.
+        self._lock = threading.Lock()
+
+    # --- lookups ---------------------------------------------------------
+
+    def samplers(self) -> list[str]:
+        return sampler_names()
+
+    def model(self, name: Optional[str]) -> ModelInfo:
+        return self.catalog.get(name)
+
+    # --- resolution ------------------------------------------------------
+
+    def prepare(self, request: GenerationRequest) -> GenerationRequest:
+        info = self.catalog.get(request.model)
+        update: dict = {"model": info.name}
+        update["sampler"] = canonical_sampler(request.sampler or info.default_sampler)
+        update["steps"] = request.steps or info.default_steps
+        update["guidance"] = info.default_guidance if request.guidance is None else request.guidance
+        if request.style and request.style.lower() != "none":
+            from ..prompts import get_style
+
+            update["style"] = get_style(request.style).name
+        width, height = self._size(request, info)
+        update["width"], update["height"] = width, height
+        update["aspect_ratio"] = None
+        return request.model_copy(update=update).with_seed()
+
+    def _size(self, request: GenerationRequest, info: ModelInfo) -> tuple[int, int]:
+        if request.width is not None:
+            width, height = request.width, request.height
+        elif request.aspect_ratio:
+            width, height = size_for_aspect(request.aspect_ratio, info.native_size)
+        elif request.init_image and request.mode is not Mode.txt2img:
+            init = load_image(request.init_image, what="init image")
+            width, height = px.fit_size(*init.size, info.max_side)
+        else:
+            width = height = max(info.native_size, info.min_side)
+        for side, value in (("width", width), ("height", height)):
+            if not info.min_side <= value <= info.max_side:
+                raise RequestError(
+                    f"{side} {value} is outside {info.min_side}-{info.max_side} pixels for model {info.name}"
+                )
+        if request.mode is Mode.outpaint:
+            o = request.outpaint
+            if max(width + o.left + o.right, height + o.top + o.bottom) > info.max_side:
+                raise RequestError(
+                    f"the outpainted canvas would exceed {info.max_side} pixels per side for model {info.name}"
+                )
+        return width, height
+
+    # --- generation ------------------------------------------------------
+
+    def generate(self, request: GenerationRequest, on_progress: Optional[ProgressCallback] = None,
+                 cancel: Optional[CancelToken] = None) -> GenerationResult:
+        req = self.prepare(request)
+        info = self.catalog.get(req.model)
+        run = _Run(self, req, info, on_progress, cancel)
+        with self._lock:
+            started = time.perf_counter()
+            pictures = run.execute()
+            seconds = time.perf_counter() - started
+        result = GenerationResult(request=req, info={"style": run.style, "model_hash": info.hash, "seconds": seconds})
+        for i, (image, seed) in enumerate(zip(pictures, req.seeds())):
+            result.images.append(GeneratedImage(image=image, seed=seed, index=i,
+                                                parameters=run.parameters(seed, i)))
+        return result
+
+
+class _Run:
+    """One request in flight: prompt handling, the mode call, progress."""
+
+    def __init__(self, engine: Engine, req: GenerationRequest, info: ModelInfo,
+                 on_progress: Optional[ProgressCallback], cancel: Optional[CancelToken]):
+        self.engine, self.req, self.info = engine, req, info
+        self.on_progress, self.cancel = on_progress, cancel
+        self.style: Optional[str] = None
+        self.prompt, self.negative = req.prompt, req.negative_prompt
+        self.strength: Optional[float] = None
+
+    # prompt ---------------------------------------------------------------
+
+    def _resolve_prompts(self):
+        from ..prompts import apply_style, enhance_prompt
+
+        prompt = self.req.prompt
+        if self.req.mode is Mode.variation and not prompt and self.req.init_image:
+            text = read_parameters(load_image(self.req.init_image, what="init image"))
+            prompt = parse_parameters(text)["prompt"] if text else ""
+        if self.req.enhance and prompt:
+            prompt = enhance_prompt(prompt)
+        styled = apply_style(self.req.style, prompt, self.req.negative_prompt)
+        self.prompt, self.negative, self.style = styled.prompt, styled.negative, styled.style
+
+    def _prompt_kwargs(self, pipe) -> dict:
+        if self.info.architecture == "sdxl":
+            # Weighting syntax is SD1/2-only for now: SDXL gets the plain text.
+            from ..prompts import parse_weights
+
+            plain = lambda t: " ".join(part for part, _ in parse_weights(t))  # noqa: E731
+            return {"prompt": [plain(self.prompt)] * self.req.count,
+                    "negative_prompt": [plain(self.negative)] * self.req.count}
+        from ..prompts import encode_prompts
+
+        pos, neg = encode_prompts(pipe, self.prompt, self.negative, device=pipe.device)
+        return {"prompt_embeds": pos.repeat(self.req.count, 1, 1),
+                "negative_prompt_embeds": neg.repeat(self.req.count, 1, 1)}
+
+    # progress ---------------------------------------------------------------
+
+    def _callback(self, pipe, step: int, timestep, kwargs: dict) -> dict:
+        if self.cancel is not None and self.cancel.cancelled:
+            raise Cancelled("generation was cancelled")
+        if self.on_progress is not None:
+            total = getattr(pipe, "num_timesteps", None) or self.req.steps
+            preview = None
+            if (step + 1) % PREVIEW_EVERY == 0 and step + 1 < total:
+                preview = _preview(pipe, kwargs.get("latents"))
+            self.on_progress(Progress(step=step + 1, total=total, preview=preview))
+        return {}
+
+    def _common(self, pipe) -> dict:
+        pipe.scheduler = make_scheduler(self.req.sampler, self.engine.cache.scheduler_config(self.info))
+        kwargs = dict(
+            num_inference_steps=self.req.steps,
+            guidance_scale=self.req.guidance,
+            generator=generators(self.req.seeds(), str(pipe.device.type)),
+            callback_on_step_end=self._callback,
+            callback_on_step_end_tensor_inputs=["latents"],
+            output_type="pil",
+        )
+        kwargs.update(self._prompt_kwargs(pipe))
+        return kwargs
+
+    # modes ------------------------------------------------------------------
+
+    def execute(self) -> list:
+        if self.cancel is not None:
+            self.cancel.raise_if_cancelled()
+        self._resolve_prompts()
+        mode = self.req.mode
+        if mode is Mode.variation:
+            mode = Mode.img2img if self.req.init_image else Mode.txt2img
+        return {Mode.txt2img: self.txt2img, Mode.img2img: self.img2img,
+                Mode.inpaint: self.inpaint, Mode.outpaint: self.outpaint}[mode]()
+
+    def txt2img(self) -> list:
+        pipe = self.engine.cache.get(self.info, "txt2img")
+        req = self.req
+        scale = pipe.vae_scale_factor
+        shape = (pipe.unet.config.out_channels if hasattr(pipe, "unet") else 4, req.height // scale, req.width // scale)
+        vseed = req.variation_seed if req.variation_strength > 0 else None
+        latents = initial_latents(req.seeds(), shape, vseed, req.variation_strength)
+        out = pipe(height=req.height, width=req.width, latents=latents.to(pipe.device, pipe.unet.dtype),
+                   **self._common(pipe))
+        return out.images
+
+    def _init(self):
+        image = px.to_rgb(load_image(self.req.init_image, what="init image"))
+        return image
+
+    def img2img(self) -> list:
+        pipe = self.engine.cache.get(self.info, "img2img")
+        init = self._init()
+        resized = init.resize((self.req.width, self.req.height), px.Image.LANCZOS)
+        self.strength = self.req.strength
+        out = pipe(image=[resized] * self.req.count, strength=self.req.strength, **self._common(pipe))
+        return out.images
+
+    def inpaint(self) -> list:
+        init = self._init()
+        mask = px.binary_mask(load_image(self.req.mask, what="mask"), init.size)
+        return self._repaint(init, mask, self.req.strength)
+
+    def outpaint(self) -> list:
+        init = self._init()
+        o = self.req.outpaint
+        # Keep the canvas a multiple of 8 by growing the right/bottom sides.
+        w = init.width + o.left + o.right
+        h = init.height + o.top + o.bottom
+        canvas, mask = px.outpaint_canvas(init, o.left, o.right + (-w % 8), o.top, o.bottom + (-h % 8))
+        # The new area starts from a smeared border: it must be fully re-noised.
+        return self._repaint(canvas, mask, 1.0)
+
+    def _repaint(self, image, mask, strength: float) -> list:
+        pipe = self.engine.cache.get(self.info, "inpaint")
+        width, height = px.fit_size(*image.size, self.info.max_side)
+        self.strength = strength
+        out = pipe(image=[image.resize((width, height), px.Image.LANCZOS)] * self.req.count,
+                   mask_image=[mask.resize((width, height), px.Image.NEAREST)] * self.req.count,
+                   height=height, width=width, strength=strength, **self._common(pipe))
+        return [px.composite(image, generated, mask, self.req.mask_blur) for generated in out.images]
+
+    # metadata ---------------------------------------------------------------
+
+    def parameters(self, seed: int, index: int) -> str:
+        req, info = self.req, self.info
+        width, height = req.width, req.height
+        fields = {
+            "Steps": req.steps,
+            "Sampler": req.sampler,
+            "CFG scale": req.guidance,
+            "Seed": seed,
+            "Size": f"{width}x{height}",
+            "Model hash": info.hash,
+            "Model": info.name,
+            "Denoising strength": self.strength,
+            "Variation seed": req.variation_seed if req.variation_strength > 0 else None,
+            "Variation seed strength": req.variation_strength if req.variation_strength > 0 else None,
+            "Mask blur": req.mask_blur if req.mode in (Mode.inpaint, Mode.outpaint) else None,
+            "Style": self.style,
+            "Mode": req.mode.value,
+            "Version": f"imagestudio {__version__}",
+        }
+        return format_parameters(self.prompt, self.negative, fields)
+
+
+def request_json(request: GenerationRequest, index: int) -> str:
+    """What goes into the PNG's `imagestudio` chunk: enough to re-run exactly."""
+    return json.dumps({"request": request.model_dump(mode="json"), "index": index}, separators=(",", ":"))
+
+
+def _preview(pipe, latents):
+    if latents is None or latents.shape[-1] * latents.shape[-2] > PREVIEW_MAX_LATENT:
+        return None
+    import torch
+
+    with torch.no_grad():
+        sample = latents[:1] / pipe.vae.config.scaling_factor
+        decoded = pipe.vae.decode(sample.to(pipe.vae.dtype)).sample
+    return pipe.image_processor.postprocess(decoded, output_type="pil")[0]
