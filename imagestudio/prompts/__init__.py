@@ -1,0 +1,24 @@
+"""Prompts: A1111 weighting syntax, long-prompt embeddings, style presets and
+deterministic enhancement.
+
+Importing this package does not import torch; `encode_prompts` and the Auto
+style load it when first used.
+"""
+
+from .encoding import encode_prompts
+from .enhance import enhance_prompt
+from .styles import Style, StyledPrompt, apply_style, choose_style, get_style, list_styles
+from .syntax import BREAK, parse_weights
+
+__all__ = [
+    "BREAK",
+    "Style",
+    "StyledPrompt",
+    "apply_style",
+    "choose_style",
+    "encode_prompts",
+    "enhance_prompt",
+    "get_style",
+    "list_styles",
+    "parse_weights",
+]
