@@ -63,7 +63,7 @@ def build_tiny_components(inpaint: bool = False, seed: int = 0, cross_dim: int =
     unet = UNet2DConditionModel(
         block_out_channels=(32, 64),
         layers_per_block=1,
-        sample_size=16,
+        sample_size=64,
         in_channels=9 if inpaint else 4,
         out_channels=4,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),

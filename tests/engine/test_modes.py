@@ -173,7 +173,7 @@ def test_modes_share_one_set_of_weights(tiny_engine):
 
 @pytest.mark.parametrize("fields, message", [
     (dict(width=4096, height=64), "less than or equal to 2048"),
-    (dict(width=1024, height=1024), "outside 64-256 pixels"),
+    (dict(width=1024, height=1024), "outside 64-512 pixels"),
     (dict(width=100, height=64), "multiple of 8"),
     (dict(sampler="Bogus 3000"), "unknown sampler"),
     (dict(model="nope"), "unknown model 'nope'"),
