@@ -5,10 +5,10 @@ Importing this package does not import torch; `encode_prompts` and the Auto
 style load it when first used.
 """
 
-from .encoding import encode_prompts
+from .encoding import encode_prompts, encode_prompts_sdxl
 from .enhance import enhance_prompt
 from .styles import Style, StyledPrompt, apply_style, choose_style, get_style, list_styles
-from .syntax import BREAK, parse_weights
+from .syntax import BREAK, parse_weights, plain_text
 
 __all__ = [
     "BREAK",
@@ -17,8 +17,10 @@ __all__ = [
     "apply_style",
     "choose_style",
     "encode_prompts",
+    "encode_prompts_sdxl",
     "enhance_prompt",
     "get_style",
     "list_styles",
     "parse_weights",
+    "plain_text",
 ]

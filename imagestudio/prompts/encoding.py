@@ -121,12 +121,21 @@ def _chunk(layout: _TokenizerLayout, token_lists: list[list[int]], pieces) -> li
     return chunks
 
 
-def _chunks_for(pipe, layout: _TokenizerLayout, text: str) -> list[_Chunk]:
+def _chunks_for(pipe, tokenizer, layout: _TokenizerLayout, text: str) -> list[_Chunk]:
     pieces = parse_weights(text)
-    return _chunk(layout, _tokenize_pieces(pipe, pipe.tokenizer, pieces), pieces)
+    return _chunk(layout, _tokenize_pieces(pipe, tokenizer, pieces), pieces)
 
 
-def _encode_chunks(pipe, layout: _TokenizerLayout, chunks: list[_Chunk], device) -> "torch.Tensor":
+def _pad_to_same_length(*chunk_lists: list[_Chunk]) -> None:
+    longest = max(len(chunks) for chunks in chunk_lists)
+    for chunks in chunk_lists:
+        chunks += [_Chunk() for _ in range(longest - len(chunks))]
+
+
+def _run_encoder(encoder, layout: _TokenizerLayout, chunks: list[_Chunk], device, penultimate: bool):
+    """Encode each chunk (unweighted). Returns hidden states (chunks, window, dim),
+    the first chunk's pooled output when the encoder has one, and the token
+    weights (chunks, window)."""
     import torch
 
     rows, masks, weights = [], [], []
@@ -137,31 +146,46 @@ def _encode_chunks(pipe, layout: _TokenizerLayout, chunks: list[_Chunk], device)
         masks.append([1] * len(ids) + [0] * padding)
         weights.append([1.0] * len(layout.prefix) + chunk.weights + [1.0] * (len(layout.suffix) + padding))
 
-    encoder = pipe.text_encoder
     input_ids = torch.tensor(rows, dtype=torch.long, device=device)
     attention_mask = None
     if getattr(encoder.config, "use_attention_mask", False):
         attention_mask = torch.tensor(masks, dtype=torch.long, device=device)
 
+    hidden, pooled = [], None
     with torch.no_grad():
         # one chunk per forward call: identical numerics to the pipeline's own encode_prompt
-        hidden = torch.cat(
-            [encoder(input_ids[i:i + 1],
-                     attention_mask=None if attention_mask is None else attention_mask[i:i + 1])[0]
-             for i in range(len(rows))]
+        for i in range(len(rows)):
+            mask = None if attention_mask is None else attention_mask[i:i + 1]
+            if penultimate:
+                out = encoder(input_ids[i:i + 1], output_hidden_states=True)
+                hidden.append(out.hidden_states[-2])
+                if i == 0 and out[0].ndim == 2:
+                    pooled = out[0]
+            else:
+                hidden.append(encoder(input_ids[i:i + 1], attention_mask=mask)[0])
+    return torch.cat(hidden), pooled, weights
+
+
+def _apply_weights(hidden: list, weights: list[list[list[float]]]):
+    """Multiply each token's embedding by its weight, then rescale every chunk
+    to its original mean (A1111). `hidden` holds one (chunks, window, dim)
+    tensor per text encoder; the result is concatenated along the feature
+    axis and flattened to (1, chunks * window, dims)."""
+    import torch
+
+    combined = torch.cat(hidden, dim=-1)
+    if any(w != 1.0 for per_encoder in weights for row in per_encoder for w in row):
+        weighted = torch.cat(
+            [h * torch.tensor(w, dtype=h.dtype, device=h.device).unsqueeze(-1) for h, w in zip(hidden, weights)],
+            dim=-1,
         )
-        hidden = hidden.to(dtype=encoder.dtype)
-        if any(w != 1.0 for row in weights for w in row):
-            scale = torch.tensor(weights, dtype=hidden.dtype, device=hidden.device).unsqueeze(-1)
-            original_mean = hidden.mean(dim=(1, 2), keepdim=True)
-            weighted = hidden * scale
-            weighted_mean = weighted.mean(dim=(1, 2), keepdim=True)
-            # A1111: restore each chunk's mean; guard a (pathological) zero mean
-            ratio = torch.where(weighted_mean.abs() > 1e-6, original_mean / weighted_mean,
-                                torch.ones_like(weighted_mean))
-            hidden = weighted * ratio
-    # (chunks, window, dim) -> (1, chunks * window, dim)
-    return hidden.reshape(1, -1, hidden.shape[-1])
+        original_mean = combined.mean(dim=(1, 2), keepdim=True)
+        weighted_mean = weighted.mean(dim=(1, 2), keepdim=True)
+        # guard a (pathological) zero mean
+        ratio = torch.where(weighted_mean.abs() > 1e-6, original_mean / weighted_mean,
+                            torch.ones_like(weighted_mean))
+        combined = weighted * ratio
+    return combined.reshape(1, -1, combined.shape[-1])
 
 
 def encode_prompts(pipe, prompt: str, negative_prompt: str, device=None) -> tuple["torch.Tensor", "torch.Tensor"]:
@@ -178,9 +202,51 @@ def encode_prompts(pipe, prompt: str, negative_prompt: str, device=None) -> tupl
     if device is None:
         device = encoder.device
     layout = _TokenizerLayout.of(pipe.tokenizer, encoder)
-    positive = _chunks_for(pipe, layout, prompt or "")
-    negative = _chunks_for(pipe, layout, negative_prompt or "")
-    longest = max(len(positive), len(negative))
-    positive += [_Chunk() for _ in range(longest - len(positive))]
-    negative += [_Chunk() for _ in range(longest - len(negative))]
-    return _encode_chunks(pipe, layout, positive, device), _encode_chunks(pipe, layout, negative, device)
+    positive = _chunks_for(pipe, pipe.tokenizer, layout, prompt or "")
+    negative = _chunks_for(pipe, pipe.tokenizer, layout, negative_prompt or "")
+    _pad_to_same_length(positive, negative)
+    result = []
+    for chunks in (positive, negative):
+        hidden, _, weights = _run_encoder(encoder, layout, chunks, device, penultimate=False)
+        result.append(_apply_weights([hidden.to(encoder.dtype)], [weights]))
+    return result[0], result[1]
+
+
+def encode_prompts_sdxl(pipe, prompt: str, negative_prompt: str, device=None):
+    """The same for a StableDiffusionXL* pipeline (two CLIP text encoders).
+
+    Returns ``(prompt_embeds, negative_prompt_embeds, pooled_prompt_embeds,
+    negative_pooled_prompt_embeds)`` to pass to the pipeline. Each chunk goes
+    through both encoders (penultimate hidden states, concatenated on the
+    feature axis, as SDXL expects); the pooled embedding comes from the first
+    chunk. An empty negative prompt gives zeros when the pipeline is
+    configured with ``force_zeros_for_empty_prompt`` (diffusers' default).
+    A plain prompt that fits one window gives exactly ``pipe.encode_prompt``'s
+    embeddings.
+    """
+    import torch
+
+    pairs = [(t, e) for t, e in ((pipe.tokenizer, pipe.text_encoder), (pipe.tokenizer_2, pipe.text_encoder_2))
+             if t is not None and e is not None]
+    if device is None:
+        device = pairs[-1][1].device
+    dtype = pairs[-1][1].dtype
+    towers = [(tokenizer, encoder, _TokenizerLayout.of(tokenizer, encoder)) for tokenizer, encoder in pairs]
+    chunk_sets = {text: [_chunks_for(pipe, t, layout, text) for t, _, layout in towers]
+                  for text in {prompt or "", negative_prompt or ""}}
+    _pad_to_same_length(*[chunks for per_text in chunk_sets.values() for chunks in per_text])
+
+    def encode(text: str):
+        hidden, weights, pooled = [], [], None
+        for (_, encoder, layout), chunks in zip(towers, chunk_sets[text]):
+            h, p, w = _run_encoder(encoder, layout, chunks, device, penultimate=True)
+            hidden.append(h)
+            weights.append(w)
+            pooled = pooled if pooled is not None else p
+        return _apply_weights(hidden, weights).to(dtype), pooled.to(dtype)
+
+    prompt_embeds, pooled = encode(prompt or "")
+    if not (negative_prompt or "").strip() and getattr(pipe.config, "force_zeros_for_empty_prompt", False):
+        return prompt_embeds, torch.zeros_like(prompt_embeds), pooled, torch.zeros_like(pooled)
+    negative_embeds, negative_pooled = encode(negative_prompt or "")
+    return prompt_embeds, negative_embeds, pooled, negative_pooled
