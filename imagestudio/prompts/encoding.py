@@ -9,6 +9,10 @@ chunk embeddings are concatenated along the sequence axis, so a 120-token
 prompt gives 2 x 77 embeddings instead of being cut at 77. Each token's
 embedding is then multiplied by its weight and the chunk is rescaled to its
 original mean, so weights shift emphasis without changing overall loudness.
+
+`encode_prompts` serves SD 1.x/2.x pipelines (one text encoder: CLIP, or a
+BERT-style encoder such as the embedded model's MiniLM); `encode_prompts_sdxl`
+serves SDXL (two CLIP encoders, penultimate layer, pooled embedding).
 """
 
 from __future__ import annotations

@@ -80,12 +80,12 @@ def apply_style(name: str | None, prompt: str, negative: str) -> StyledPrompt:
     """Wrap `prompt` in the style's positive template and add the style's
     negative terms to `negative`.
 
-    None or "none" leaves both unchanged (style None). "Auto" first resolves to
+    None, "" or "none" leaves both unchanged (style None). "Auto" first resolves to
     the style whose description is closest in meaning to the prompt (or to the
     neutral fallback when nothing is close), and `style` names that choice.
     Terms the user already wrote are not repeated.
     """
-    if name is None or name.strip().casefold() == NONE.casefold():
+    if name is None or name.strip().casefold() in ("", NONE.casefold()):
         return StyledPrompt(prompt, negative, None)
     style = get_style(name)
     if style.name == AUTO:

@@ -102,7 +102,7 @@ def parse_weights(text: str) -> list[tuple[str, float]]:
 def plain_text(text: str) -> str:
     """The prompt's words without weighting syntax or BREAK (for meaning and
     duplicate checks)."""
-    return " ".join(t for t, w in parse_weights(text) if w != BREAK[1]).strip()
+    return " ".join(" ".join(t for t, w in parse_weights(text) if w != BREAK[1]).split())
 
 
 def close_open_brackets(text: str) -> str:

@@ -47,7 +47,7 @@ def test_unknown_style_is_a_request_error_naming_the_valid_ones():
         apply_style("Watercolour", "a cat", "")
 
 
-@pytest.mark.parametrize("name", [None, "none", "None"])
+@pytest.mark.parametrize("name", [None, "", "none", "None"])
 def test_no_style_leaves_the_prompt_alone(name):
     assert tuple(apply_style(name, " a (red:1.3) cat ", "blurry")) == (" a (red:1.3) cat ", "blurry", None)
 
@@ -101,3 +101,11 @@ def test_auto_falls_back_to_no_style_when_nothing_fits():
     styled = apply_style("auto", "a green triangle and a yellow star", "blurry")
     assert tuple(styled) == ("a green triangle and a yellow star", "blurry", "None")
     assert apply_style("Auto", "", "").style == "None"
+
+
+@pytest.mark.parametrize("name", [s.name for s in list_styles() if s.name not in ("Auto", "None")])
+@pytest.mark.parametrize("prompt", ["a (red:1.3) cat", "", "a (city street", "comic book, a cat"])
+def test_applying_a_style_twice_changes_nothing_more(name, prompt):
+    # a prompt read back from an image's metadata may already carry its style
+    once = apply_style(name, prompt, "blurry")
+    assert apply_style(name, once.prompt, once.negative) == once
