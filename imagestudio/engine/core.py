@@ -128,18 +128,17 @@ class _Run:
         self.prompt, self.negative, self.style = styled.prompt, styled.negative, styled.style
 
     def _prompt_kwargs(self, pipe) -> dict:
+        """Weighted, chunked embeddings (A1111 syntax, no 77-token cut)."""
+        from ..prompts import encode_prompts, encode_prompts_sdxl
+
+        n = self.req.count
         if self.info.architecture == "sdxl":
-            # Weighting syntax is SD1/2-only for now: SDXL gets the plain text.
-            from ..prompts import parse_weights
-
-            plain = lambda t: " ".join(part for part, _ in parse_weights(t))  # noqa: E731
-            return {"prompt": [plain(self.prompt)] * self.req.count,
-                    "negative_prompt": [plain(self.negative)] * self.req.count}
-        from ..prompts import encode_prompts
-
+            pos, neg, pooled, neg_pooled = encode_prompts_sdxl(pipe, self.prompt, self.negative, device=pipe.device)
+            return {"prompt_embeds": pos.repeat(n, 1, 1), "negative_prompt_embeds": neg.repeat(n, 1, 1),
+                    "pooled_prompt_embeds": pooled.repeat(n, 1),
+                    "negative_pooled_prompt_embeds": neg_pooled.repeat(n, 1)}
         pos, neg = encode_prompts(pipe, self.prompt, self.negative, device=pipe.device)
-        return {"prompt_embeds": pos.repeat(self.req.count, 1, 1),
-                "negative_prompt_embeds": neg.repeat(self.req.count, 1, 1)}
+        return {"prompt_embeds": pos.repeat(n, 1, 1), "negative_prompt_embeds": neg.repeat(n, 1, 1)}
 
     # progress ---------------------------------------------------------------
 
