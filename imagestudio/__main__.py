@@ -1,0 +1,5 @@
+"""`python -m imagestudio` = the `imagestudio` command."""
+
+from .cli import app
+
+app()

@@ -1,0 +1,358 @@
+"""The native API (/api): models, styles, samplers, jobs with live progress
+(SSE), history, favourites, reuse settings, saved prompts, estimate, me."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from ...errors import RequestError
+from ...jobs.errors import ImageNotFound, NotFound
+from ...jobs.service import IMAGE_FIELDS, JobService
+from ...request import GenerationRequest
+from ...store import accounts, gallery
+from ...store.accounts import Account
+from ..deps import get_current_user, get_service, get_settings
+from ..settings import Settings
+
+router = APIRouter(tags=["native"])
+
+User = Depends(get_current_user)
+Service = Depends(get_service)
+
+
+# --- catalog ---------------------------------------------------------------
+
+
+def _model_dict(info: Any) -> dict:
+    data = info.to_dict() if hasattr(info, "to_dict") else (asdict(info) if is_dataclass(info) else dict(vars(info)))
+    data.pop("path", None)  # where the weights live is the server's business
+    try:
+        data["hash"] = info.hash
+    except Exception:
+        data["hash"] = None
+    return data
+
+
+@router.get("/health", include_in_schema=False)
+def health() -> dict:
+    return {"ok": True}
+
+
+@router.get("/models", summary="Installed models with their credit cost")
+def models(user: Account = User, service: JobService = Service) -> list[dict]:
+    return [_model_dict(m) for m in service.catalog.list()]
+
+
+@router.get("/samplers", summary="Sampler names")
+def samplers(user: Account = User, service: JobService = Service) -> list[str]:
+    return list(service.engine.samplers())
+
+
+def _styles() -> list:
+    try:
+        from ...prompts import list_styles
+    except ImportError:
+        return []
+    return list_styles()
+
+
+@router.get("/styles", summary="Style presets with preview image URLs")
+def styles(user: Account = User) -> list[dict]:
+    out = []
+    for style in _styles():
+        path = getattr(style, "preview_path", None)
+        out.append(
+            {
+                "name": style.name,
+                "description": getattr(style, "description", ""),
+                "positive": getattr(style, "positive", ""),
+                "negative": getattr(style, "negative", ""),
+                "preview_url": f"/api/styles/{style.name}/preview" if path and Path(path).is_file() else None,
+            }
+        )
+    return out
+
+
+@router.get("/styles/{name}/preview", summary="A style's preview image")
+def style_preview(name: str, user: Account = User):
+    for style in _styles():
+        if style.name.casefold() == name.casefold():
+            path = getattr(style, "preview_path", None)
+            if path and Path(path).is_file():
+                return FileResponse(path)
+    raise NotFound(f"no preview image for style {name!r}")
+
+
+# --- account ---------------------------------------------------------------
+
+
+@router.get("/me", summary="Who you are and your credit balance")
+def me(user: Account = User, service: JobService = Service, settings: Settings = Depends(get_settings)) -> dict:
+    fresh = accounts.get_account(service.db, user.id)
+    return {
+        "name": fresh.name,
+        "credits": fresh.credits,
+        "unlimited": fresh.unlimited,
+        "shared": settings.shared,
+    }
+
+
+@router.post("/estimate", summary="Credit cost of a request, without running it")
+def estimate(request: GenerationRequest, user: Account = User, service: JobService = Service) -> dict:
+    cost = service.estimate(user, request)
+    balance = accounts.get_account(service.db, user.id).credits
+    return {"cost": cost, "balance": balance, "affordable": balance is None or balance >= cost}
+
+
+# --- jobs ------------------------------------------------------------------
+
+_JOB_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/GenerationRequest"}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "request": {"type": "string", "description": "GenerationRequest as JSON"},
+                        **{name: {"type": "string", "format": "binary"} for name in IMAGE_FIELDS},
+                    },
+                    "required": ["request"],
+                }
+            },
+        },
+    }
+}
+
+
+async def _read_job_request(request: Request, max_upload: int) -> tuple[dict, dict[str, bytes]]:
+    ctype = request.headers.get("content-type", "")
+    if ctype.startswith("multipart/form-data"):
+        form = await request.form(max_files=len(IMAGE_FIELDS), max_fields=64, max_part_size=1024 * 1024)
+        try:
+            data: dict = {}
+            inputs: dict[str, bytes] = {}
+            for key, value in form.multi_items():
+                if hasattr(value, "read"):  # an uploaded file
+                    if key not in IMAGE_FIELDS:
+                        raise RequestError(f"unexpected file field {key!r}; images go in {', '.join(IMAGE_FIELDS)}")
+                    if value.size is not None and value.size > max_upload:
+                        raise RequestError(f"{key} upload is larger than the limit of {max_upload // 1024} KB")
+                    inputs[key] = await value.read(max_upload + 1)
+                    data.setdefault(key, f"upload:{key}")  # the request model wants a reference
+                elif key == "request":
+                    data = {**_json_object(value), **data}
+                else:
+                    data[key] = value
+            return data, inputs
+        finally:
+            await form.close()
+    if ctype and not ctype.startswith("application/json"):
+        raise RequestError("send the request as application/json, or multipart/form-data with a 'request' field")
+    return _json_object(await request.body()), {}
+
+
+def _json_object(raw: Any) -> dict:
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise RequestError(f"the request body is not valid JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise RequestError("the request must be a JSON object")
+    return data
+
+
+@router.post("/jobs", status_code=202, summary="Submit a generation (JSON, or multipart with images)",
+             openapi_extra=_JOB_BODY)
+async def submit_job(request: Request, user: Account = User, service: JobService = Service) -> JSONResponse:
+    data, inputs = await _read_job_request(request, service.max_upload_bytes)
+    generation = GenerationRequest.model_validate(data)
+    view = await run_in_threadpool(service.submit, user, generation, inputs=inputs, source="api")
+    return JSONResponse(view.to_dict(), status_code=202, headers={"Location": f"/api/jobs/{view.id}"})
+
+
+@router.get("/jobs", summary="Your recent jobs")
+def list_jobs(state: Optional[str] = None, limit: int = Query(50, ge=1, le=200),
+              user: Account = User, service: JobService = Service) -> list[dict]:
+    states = state.split(",") if state else None
+    return [v.to_dict() for v in service.list_jobs(user, states, limit)]
+
+
+@router.get("/jobs/{job_id}", summary="Job state, progress and result images")
+def get_job(job_id: str, user: Account = User, service: JobService = Service) -> dict:
+    return service.get(user, job_id).to_dict()
+
+
+@router.get("/jobs/{job_id}/preview", summary="The latest preview image of a running job")
+def job_preview(job_id: str, user: Account = User, service: JobService = Service) -> Response:
+    view = service.get(user, job_id)
+    if not view.preview_png:
+        raise NotFound("this job has no preview yet")
+    return Response(view.preview_png, media_type="image/png", headers={"Cache-Control": "no-store"})
+
+
+@router.post("/jobs/{job_id}/cancel", summary="Cancel a queued or running job (credits refunded)")
+def cancel_job(job_id: str, user: Account = User, service: JobService = Service) -> dict:
+    return service.cancel(user, job_id).to_dict()
+
+
+def _sse(event: str, data: dict, event_id: int) -> bytes:
+    return f"id: {event_id}\nevent: {event}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+@router.get("/jobs/{job_id}/events", summary="Server-Sent Events: queued, started, progress, done")
+async def job_events(job_id: str, request: Request, user: Account = User, service: JobService = Service):
+    first = await run_in_threadpool(service.get, user, job_id)  # 404 before the stream starts
+
+    async def stream():
+        view = first
+        event_id = 0
+        last_position = None
+        started = False
+        last_step = -1
+        last_ping = asyncio.get_running_loop().time()
+        while True:
+            out: list[bytes] = []
+            if view.state == "queued" and view.position != last_position:
+                last_position = view.position
+                out.append(_sse("queued", {"id": view.id, "position": view.position}, event_id := event_id + 1))
+            if view.state != "queued" and not started and view.started_at is not None:
+                started = True
+                out.append(_sse("started", {"id": view.id, "total": view.total}, event_id := event_id + 1))
+            if view.state == "running" and view.step > last_step and view.step > 0:
+                last_step = view.step
+                out.append(_sse("progress", {
+                    "id": view.id, "step": view.step, "total": view.total, "eta_seconds": view.eta_seconds,
+                    "preview_url": f"/api/jobs/{view.id}/preview?step={view.step}" if view.preview_png else None,
+                }, event_id := event_id + 1))
+            if view.done:
+                out.append(_sse("done", view.to_dict(), event_id := event_id + 1))
+            for chunk in out:
+                yield chunk
+            if view.done:
+                return
+            now = asyncio.get_running_loop().time()
+            if not out and now - last_ping > 15:
+                last_ping = now
+                yield b": keep-alive\n\n"
+            if await request.is_disconnected():
+                return
+            await asyncio.sleep(0.05)
+            view = await run_in_threadpool(service.get, user, job_id)
+
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+# --- images ----------------------------------------------------------------
+
+
+@router.get("/images", summary="Your history, newest first (search, filter, page)")
+def list_images(
+    q: str = Query("", max_length=500, description="Words in the prompt or style"),
+    model: Optional[str] = None,
+    style: Optional[str] = None,
+    favourite: Optional[bool] = None,
+    limit: int = Query(24, ge=1, le=200),
+    offset: int = Query(0, ge=0),
+    user: Account = User,
+    service: JobService = Service,
+) -> dict:
+    items, total = gallery.list_images(service.db, service.data_dir, user, q=q, model=model, style=style,
+                                       favourite=favourite, limit=limit, offset=offset)
+    next_offset = offset + len(items) if offset + len(items) < total else None
+    return {"items": [i.to_dict() for i in items], "total": total, "offset": offset, "next_offset": next_offset}
+
+
+@router.get("/images/{image_id}", summary="An image's metadata")
+def get_image(image_id: str, user: Account = User, service: JobService = Service) -> dict:
+    return gallery.get_image(service.db, service.data_dir, user, image_id).to_dict()
+
+
+@router.get("/images/{image_id}/file", summary="The PNG (with its A1111 'parameters' chunk)")
+def image_file(image_id: str, user: Account = User, service: JobService = Service):
+    view = gallery.get_image(service.db, service.data_dir, user, image_id)
+    if not Path(view.path).is_file():
+        raise ImageNotFound(image_id)
+    return FileResponse(view.path, media_type="image/png", filename=f"{image_id}.png",
+                        content_disposition_type="inline")
+
+
+@router.delete("/images/{image_id}", status_code=204, summary="Delete an image and its file")
+def delete_image(image_id: str, user: Account = User, service: JobService = Service) -> Response:
+    gallery.delete_image(service.db, service.data_dir, user, image_id)
+    return Response(status_code=204)
+
+
+class FavouriteBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    favourite: bool = True
+
+
+@router.post("/images/{image_id}/favourite", summary="Mark (or with favourite=false, unmark) a favourite")
+def favourite(image_id: str, body: Optional[FavouriteBody] = None, user: Account = User,
+              service: JobService = Service) -> dict:
+    value = gallery.set_favourite(service.db, user, image_id, body.favourite if body else True)
+    return {"id": image_id, "favourite": value}
+
+
+@router.get("/images/{image_id}/settings", summary="The request that re-makes this image (seed included)")
+def image_settings(image_id: str, user: Account = User, service: JobService = Service) -> dict:
+    return gallery.image_settings(service.db, user, image_id)
+
+
+# --- saved prompts ---------------------------------------------------------
+
+
+class PromptBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(..., min_length=1, max_length=200)
+    prompt: str = Field("", max_length=2000)
+    negative_prompt: str = Field("", max_length=2000)
+    style: Optional[str] = Field(None, max_length=100)
+    settings: dict = Field(default_factory=dict, description="Other request fields to restore")
+
+
+class PromptPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Optional[str] = Field(None, min_length=1, max_length=200)
+    prompt: Optional[str] = Field(None, max_length=2000)
+    negative_prompt: Optional[str] = Field(None, max_length=2000)
+    style: Optional[str] = Field(None, max_length=100)
+    settings: Optional[dict] = None
+
+
+@router.get("/prompts", summary="Your saved prompts")
+def list_prompts(user: Account = User, service: JobService = Service) -> list[dict]:
+    return gallery.list_prompts(service.db, user)
+
+
+@router.post("/prompts", status_code=201, summary="Save a prompt")
+def create_prompt(body: PromptBody, user: Account = User, service: JobService = Service) -> dict:
+    return gallery.save_prompt(service.db, user, body.model_dump())
+
+
+@router.get("/prompts/{prompt_id}", summary="One saved prompt")
+def get_prompt(prompt_id: str, user: Account = User, service: JobService = Service) -> dict:
+    return gallery.get_prompt(service.db, user, prompt_id)
+
+
+@router.put("/prompts/{prompt_id}", summary="Change a saved prompt")
+def update_prompt(prompt_id: str, body: PromptPatch, user: Account = User, service: JobService = Service) -> dict:
+    return gallery.save_prompt(service.db, user, body.model_dump(exclude_unset=True), prompt_id)
+
+
+@router.delete("/prompts/{prompt_id}", status_code=204, summary="Delete a saved prompt")
+def delete_prompt(prompt_id: str, user: Account = User, service: JobService = Service) -> Response:
+    gallery.delete_prompt(service.db, user, prompt_id)
+    return Response(status_code=204)
