@@ -260,6 +260,8 @@ def test_variation_keeps_the_original_bytes_for_their_metadata():
     data = png_bytes(Image.new("RGB", (64, 64)), "a red circle\nSteps: 3, Sampler: Euler a, Seed: 1")
     out = oai.variation_request(data, n=3)
     assert out.request.mode is Mode.variation and out.request.count == 3 and out.inputs["init_image"] == data
+    assert out.request.prompt == "a red circle"  # reused from the image's infotext
+    assert oai.variation_request(png(Image.new("RGB", (64, 64)))).request.prompt == ""
     with pytest.raises(Exception) as info:
         oai.variation_request(b"not an image")
     assert info.value.http_status == 400

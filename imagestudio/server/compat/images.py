@@ -106,3 +106,10 @@ def input_ref(field: str) -> str:
     """How a request names an image sent alongside it: the job service stores
     `inputs[field]` and rewrites the reference to the stored file."""
     return f"input:{field}"
+
+
+def text_chunks(data: bytes) -> dict[str, str]:
+    """The text chunks (tEXt/iTXt/zTXt) of an image, e.g. A1111's `parameters`."""
+    image = open_image(data, what="image")
+    chunks = {**image.info, **(getattr(image, "text", None) or {})}
+    return {k: v for k, v in chunks.items() if isinstance(k, str) and isinstance(v, str)}

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ...errors import ModelNotFound, RequestError, StudioError
 from ...request import MAX_COUNT, Mode
+from ...store.metadata import parse_parameters, read_parameters
 from .common import FieldError, Translated, build_request, validation_message
 from .images import has_transparency, input_ref, is_blank, open_image, openai_mask, rgb, to_png
 
@@ -136,17 +137,22 @@ def edit_request(image: bytes, mask: Optional[bytes], prompt: str, *, n: Any = N
 
 def variation_request(image: bytes, *, n: Any = None, size: Optional[str] = None,
                       model: Optional[str] = None) -> Translated:
-    """Variations of an image; its prompt is read from its PNG metadata by the
-    engine when it has one, so studio images vary faithfully. We forward the
-    original bytes (not a re-encoded copy) so that metadata survives."""
+    """Variations of an image. OpenAI's call has no prompt; when the image
+    carries an A1111 infotext (every studio image does) its prompts are reused,
+    so a studio image varies faithfully. (They are read here because stored
+    uploads are re-encoded without their text chunks.)"""
+    open_image(image, what="image")  # refuse non-images before queueing
+    infotext = read_parameters(image)
+    parsed = parse_parameters(infotext) if infotext else {}
     fields = {
         "mode": Mode.variation,
+        "prompt": parsed.get("prompt", ""),
+        "negative_prompt": parsed.get("negative_prompt", ""),
         "count": parse_count(n),
         "model": studio_model(model),
         "init_image": input_ref("init_image"),
         **parse_size(size),
     }
-    open_image(image, what="image")  # refuse non-images before queueing
     return Translated(build_request(fields, _RENAME), {"init_image": image})
 
 

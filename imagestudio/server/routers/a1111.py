@@ -1,2 +1,216 @@
-from fastapi import APIRouter
-router = APIRouter()
+"""AUTOMATIC1111-compatible API, mounted at /sdapi/v1.
+
+Thin adapter: each route translates A1111 JSON (server/compat/a1111_models.py)
+and calls the job service. txt2img/img2img block until the job ends, as in
+A1111, but run through the same queue, credits and history as every other
+job. Endpoints are plain `def`s so FastAPI runs the blocking wait in its
+threadpool.
+
+A1111 settings are global; ours are per user: POST /options with
+`sd_model_checkpoint` switches the model that this user's A1111 calls use
+(kept in memory until the server restarts). /skip behaves like /interrupt,
+since a job here is one unit."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any, Optional
+
+from fastapi import APIRouter, Body, Depends, Request
+from fastapi.responses import JSONResponse
+
+from ...errors import StudioError
+from ...jobs.service import JobService, JobView
+from ...store.accounts import Account
+from ...store.metadata import read_parameters
+from ..compat import a1111_models as a1111
+from ..compat.images import b64_to_bytes, text_chunks
+from ..deps import get_current_user, get_service
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(tags=["AUTOMATIC1111 API"])
+
+_options_lock = threading.Lock()
+
+
+# --- helpers -----------------------------------------------------------------
+
+
+def _error(err: Exception) -> JSONResponse:
+    if isinstance(err, StudioError):
+        return JSONResponse(a1111.error_body(err, err.http_status), status_code=err.http_status)
+    log.exception("A1111 API error")
+    return JSONResponse(a1111.error_body(RuntimeError("internal error; see the server log"), 500), status_code=500)
+
+
+def _user_options(request: Request, user: Account) -> dict[str, Any]:
+    """This user's A1111 settings (only sd_model_checkpoint changes what we draw)."""
+    with _options_lock:
+        store = request.app.state.__dict__.setdefault("a1111_options", {})
+        return store.setdefault(user.id, {})
+
+
+def _current_model(service: JobService, options: dict[str, Any]):
+    """The catalog model A1111 calls use: the one chosen with POST /options, or
+    the default one (also when the chosen one has since been removed)."""
+    chosen = options.get("sd_model_checkpoint")
+    if chosen:
+        try:
+            return service.catalog.get(chosen)
+        except StudioError:
+            options.pop("sd_model_checkpoint", None)
+    return service.catalog.get(None)
+
+
+def _generate(request: Request, service: JobService, user: Account, body: Any, img2img: bool):
+    payload_cls = a1111.Img2ImgPayload if img2img else a1111.Txt2ImgPayload
+    payload = a1111.parse_payload(payload_cls, body)
+    options = _user_options(request, user)
+    translate = a1111.img2img_request if img2img else a1111.txt2img_request
+    translated = translate(payload, default_model=options.get("sd_model_checkpoint"))
+    view = service.submit(user, translated.request, inputs=translated.inputs, source="a1111")
+    view = service.wait(user, view.id)
+    if view.state == "failed":
+        return JSONResponse(
+            {"error": "GenerationFailed", "detail": view.error or "the job failed", "body": "",
+             "errors": view.error or "the job failed"},
+            status_code=500,
+        )
+    # Cancelled (POST /interrupt): A1111 answers 200 with what it has; a job
+    # here keeps no partial images, so that is none.
+    pngs = [Path(image.path).read_bytes() for image in view.images]
+    return a1111.generation_response(payload, view.images, pngs)
+
+
+def _job_count(service: JobService, user: Account) -> int:
+    return len(service.list_jobs(user, states=["queued", "running"]))
+
+
+# --- generation --------------------------------------------------------------
+
+
+@router.post("/txt2img")
+def txt2img(request: Request, body: Any = Body(...), service: JobService = Depends(get_service),
+            user: Account = Depends(get_current_user)):
+    try:
+        return _generate(request, service, user, body, img2img=False)
+    except Exception as err:
+        return _error(err)
+
+
+@router.post("/img2img")
+def img2img(request: Request, body: Any = Body(...), service: JobService = Depends(get_service),
+            user: Account = Depends(get_current_user)):
+    try:
+        return _generate(request, service, user, body, img2img=True)
+    except Exception as err:
+        return _error(err)
+
+
+@router.get("/progress")
+def progress(skip_current_image: bool = False, service: JobService = Depends(get_service),
+             user: Account = Depends(get_current_user)):
+    running: Optional[JobView] = service.running(user)
+    body = a1111.progress_response(running, queued=_job_count(service, user))
+    if skip_current_image:
+        body["current_image"] = None
+    return body
+
+
+@router.post("/interrupt")
+def interrupt(service: JobService = Depends(get_service), user: Account = Depends(get_current_user)):
+    running = service.running(user)
+    if running is not None:
+        try:
+            service.cancel(user, running.id)
+        except StudioError as err:  # it finished in the meantime
+            log.debug("interrupt: %s", err)
+    return {}
+
+
+@router.post("/skip")
+def skip(service: JobService = Depends(get_service), user: Account = Depends(get_current_user)):
+    return interrupt(service, user)
+
+
+# --- models, samplers, options ------------------------------------------------
+
+
+@router.get("/sd-models")
+def sd_models(service: JobService = Depends(get_service), user: Account = Depends(get_current_user)):
+    return [a1111.sd_model_item(info) for info in service.catalog.list()]
+
+
+@router.post("/refresh-checkpoints")
+def refresh_checkpoints(user: Account = Depends(get_current_user)):
+    return None  # the catalog rescans the models folder on every call
+
+
+@router.get("/samplers")
+def samplers(service: JobService = Depends(get_service), user: Account = Depends(get_current_user)):
+    return a1111.sampler_items(service.engine.samplers())
+
+
+@router.get("/schedulers")
+def schedulers(user: Account = Depends(get_current_user)):
+    return a1111.SCHEDULERS
+
+
+@router.get("/scripts")
+def scripts(user: Account = Depends(get_current_user)):
+    return {"txt2img": [], "img2img": []}
+
+
+@router.get("/options")
+def get_options(request: Request, service: JobService = Depends(get_service),
+                user: Account = Depends(get_current_user)):
+    options = _user_options(request, user)
+    try:
+        current = _current_model(service, options)
+    except StudioError as err:
+        return _error(err)
+    stored = {k: v for k, v in options.items() if k != "sd_model_checkpoint"}
+    return a1111.options_response(current, stored)
+
+
+@router.post("/options")
+def set_options(request: Request, body: Any = Body(...), service: JobService = Depends(get_service),
+                user: Account = Depends(get_current_user)):
+    if not isinstance(body, dict):
+        return _error(a1111.FieldError("the options body must be a JSON object"))
+    options = _user_options(request, user)
+    update = dict(body)
+    if "sd_model_checkpoint" in update:
+        try:
+            info = service.catalog.get(a1111.checkpoint_name(str(update["sd_model_checkpoint"])))
+        except StudioError as err:
+            return _error(err)
+        update["sd_model_checkpoint"] = info.name
+    with _options_lock:
+        options.update(update)
+    return None
+
+
+# --- metadata and styles --------------------------------------------------------
+
+
+@router.post("/png-info")
+def png_info(body: Any = Body(...), user: Account = Depends(get_current_user)):
+    try:
+        image = body.get("image", "") if isinstance(body, dict) else ""
+        if not str(image).strip():
+            return a1111.png_info_response(None, {})
+        data = b64_to_bytes(str(image), what="image")
+        return a1111.png_info_response(read_parameters(data), text_chunks(data))
+    except Exception as err:
+        return _error(err)
+
+
+@router.get("/prompt-styles")
+def prompt_styles(user: Account = Depends(get_current_user)):
+    from ...prompts.styles import list_styles
+
+    return a1111.style_items(list_styles())
