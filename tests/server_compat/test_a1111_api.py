@@ -104,6 +104,10 @@ def test_samplers_styles_png_info(api):
     assert info.json["parameters"]["Seed"] == "77" and info.json["parameters"]["Sampler"] == "DPM++ 2M"
     assert info.json["parameters"]["Size-1"] == "64"
 
+    styled = api.txt2img(prompt="a cat", styles=["Comic"], seed=4, **SMALL)
+    assert styled.info["styles"] == ["Comic"] and "Style: Comic" in styled.info["infotexts"][0]
+    assert styled.info["prompt"] != "a cat" and "a cat" in styled.info["prompt"]
+
 
 def test_progress_and_interrupt(api):
     idle = api.get_progress()
@@ -142,6 +146,8 @@ def test_bad_requests_are_refused(api):
     with pytest.raises(RuntimeError) as info:
         api.txt2img(prompt="x", override_settings={"sd_model_checkpoint": "missing"}, **SMALL)
     assert info.value.args[0] == 404
+    response = api.session.post(f"{api.baseurl}/txt2img", json={"prompt": "x", "seed": "not a number"})
+    assert response.status_code == 422
     response = api.session.post(f"{api.baseurl}/img2img", json={"prompt": "x", "init_images": ["bm90IGFuIGltYWdl"]})
     assert response.status_code == 400 and "could not be read as an image" in response.json()["detail"]
 

@@ -120,3 +120,13 @@ def test_shared_mode_keys_and_credits(shared_server):
     with pytest.raises(openai.APIStatusError) as info:
         client.images.generate(model="tiny", prompt="a dog", n=4, size="64x64")
     assert info.value.status_code == 402 and info.value.body["type"] == "insufficient_quota"
+
+
+def test_openapi_schema_documents_both_apis(local_server):
+    schema = httpx.get(local_server.url + "/openapi.json").json()
+    paths = schema["paths"]
+    for path in ("/sdapi/v1/txt2img", "/sdapi/v1/img2img", "/sdapi/v1/progress", "/sdapi/v1/options",
+                 "/v1/images/generations", "/v1/images/edits", "/v1/images/variations"):
+        assert path in paths
+    edits = paths["/v1/images/edits"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert {"image", "mask", "prompt", "n"} <= set(edits["properties"])

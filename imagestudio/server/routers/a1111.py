@@ -65,10 +65,9 @@ def _current_model(service: JobService, options: dict[str, Any]):
     return service.catalog.get(None)
 
 
-def _generate(request: Request, service: JobService, user: Account, body: Any, img2img: bool):
-    payload_cls = a1111.Img2ImgPayload if img2img else a1111.Txt2ImgPayload
-    payload = a1111.parse_payload(payload_cls, body)
+def _generate(request: Request, service: JobService, user: Account, payload: a1111.Txt2ImgPayload):
     options = _user_options(request, user)
+    img2img = isinstance(payload, a1111.Img2ImgPayload)
     translate = a1111.img2img_request if img2img else a1111.txt2img_request
     translated = translate(payload, default_model=options.get("sd_model_checkpoint"))
     view = service.submit(user, translated.request, inputs=translated.inputs, source="a1111")
@@ -92,20 +91,22 @@ def _job_count(service: JobService, user: Account) -> int:
 # --- generation --------------------------------------------------------------
 
 
+# Bodies are typed for the OpenAPI schema at /docs; a malformed one is a 422,
+# as in A1111 (both are FastAPI).
 @router.post("/txt2img")
-def txt2img(request: Request, body: Any = Body(...), service: JobService = Depends(get_service),
+def txt2img(request: Request, payload: a1111.Txt2ImgPayload, service: JobService = Depends(get_service),
             user: Account = Depends(get_current_user)):
     try:
-        return _generate(request, service, user, body, img2img=False)
+        return _generate(request, service, user, payload)
     except Exception as err:
         return _error(err)
 
 
 @router.post("/img2img")
-def img2img(request: Request, body: Any = Body(...), service: JobService = Depends(get_service),
+def img2img(request: Request, payload: a1111.Img2ImgPayload, service: JobService = Depends(get_service),
             user: Account = Depends(get_current_user)):
     try:
-        return _generate(request, service, user, body, img2img=True)
+        return _generate(request, service, user, payload)
     except Exception as err:
         return _error(err)
 

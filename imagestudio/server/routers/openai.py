@@ -124,8 +124,27 @@ def _limit(request: Request) -> int:
 
 # --- routes ----------------------------------------------------------------------
 
+# Bodies are parsed by hand (to answer errors in OpenAI's shape); these
+# describe them in the OpenAPI schema at /docs.
+_STR = {"type": "string"}
+_FORM = {"n": {"type": "integer", "minimum": 1, "maximum": 4}, "size": {**_STR, "example": "512x512"},
+         "response_format": {"type": "string", "enum": list(oai.RESPONSE_FORMATS)},
+         "model": {**_STR, "description": "a catalog model name; OpenAI model names mean the default model"}}
+_FILE = {"type": "string", "format": "binary"}
 
-@router.post("/generations")
+
+def _body(schema: dict, media: str = "multipart/form-data") -> dict:
+    return {"requestBody": {"required": True, "content": {media: {"schema": schema}}}}
+
+
+_GENERATIONS_DOC = _body(oai.GenerationsBody.model_json_schema(), "application/json")
+_EDITS_DOC = _body({"type": "object", "required": ["image", "prompt"], "properties": {
+    "image": _FILE, "mask": {**_FILE, "description": "fully transparent pixels mark the area to repaint"},
+    "prompt": _STR, **_FORM}})
+_VARIATIONS_DOC = _body({"type": "object", "required": ["image"], "properties": {"image": _FILE, **_FORM}})
+
+
+@router.post("/generations", openapi_extra=_GENERATIONS_DOC)
 async def generations(request: Request, service: JobService = Depends(get_service),
                       user: Union[Account, StudioError] = Depends(openai_user)):
     if isinstance(user, StudioError):
@@ -143,7 +162,7 @@ async def generations(request: Request, service: JobService = Depends(get_servic
         return _error(err)
 
 
-@router.post("/edits")
+@router.post("/edits", openapi_extra=_EDITS_DOC)
 async def edits(request: Request, service: JobService = Depends(get_service),
                 user: Union[Account, StudioError] = Depends(openai_user)):
     if isinstance(user, StudioError):
@@ -163,7 +182,7 @@ async def edits(request: Request, service: JobService = Depends(get_service),
         return _error(err)
 
 
-@router.post("/variations")
+@router.post("/variations", openapi_extra=_VARIATIONS_DOC)
 async def variations(request: Request, service: JobService = Depends(get_service),
                      user: Union[Account, StudioError] = Depends(openai_user)):
     if isinstance(user, StudioError):
