@@ -216,6 +216,8 @@ def test_generations_body():
     ({"prompt": ""}, "prompt"),
     ({"n": 1}, "prompt"),
     ({"prompt": "x" * 5000}, "prompt"),
+    ({"prompt": "x", "stream": True}, "stream"),
+    ({"prompt": "x", "output_format": "webp"}, "output_format"),
 ])
 def test_generations_bad_input_names_the_param(body, param):
     with pytest.raises(FieldError) as info:
@@ -280,3 +282,16 @@ def test_openai_items_and_errors():
     status, err = oai.error_for(RuntimeError("secret detail"))
     assert status == 500 and "secret" not in err["error"]["message"] and err["error"]["type"] == "server_error"
     assert oai.error_body("no credits", 402)["error"]["type"] == "insufficient_quota"
+
+
+def test_decompression_bombs_and_non_images_are_refused():
+    from imagestudio.server.compat.images import open_image
+
+    bomb = png(Image.new("L", (5000, 5000)))  # small file, 25 M pixels
+    assert len(bomb) < 1024 * 1024
+    with pytest.raises(Exception, match="pixels") as info:
+        open_image(bomb)
+    assert info.value.http_status == 400
+    with pytest.raises(Exception, match="could not be read") as info:
+        oai.edit_request(b"GIF89a-truncated", None, "x")
+    assert info.value.http_status == 400

@@ -102,6 +102,13 @@ def test_errors_are_typed(client):
     with pytest.raises(openai.BadRequestError) as info:
         client.images.edit(model="tiny", image=("x.png", png(Image.new("RGB", (64, 64))), "image/png"), prompt="x")
     assert info.value.param == "mask"
+    with pytest.raises(openai.BadRequestError) as info:
+        client.images.generate(model="tiny", prompt="x", size="64x64", extra_body={"output_format": "webp"})
+    assert info.value.param == "output_format"
+    too_big = b"\x89PNG" + bytes(21 * 1024 * 1024)  # over the 20 MB upload limit
+    with pytest.raises(openai.APIStatusError) as info:
+        client.images.create_variation(image=("big.png", too_big, "image/png"))
+    assert info.value.status_code == 413 and info.value.code == "file_too_large"
 
 
 def test_shared_mode_keys_and_credits(shared_server):

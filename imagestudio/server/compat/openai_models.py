@@ -45,6 +45,15 @@ def parse_generations(body: Any) -> GenerationsBody:
         raise FieldError(message, param) from None
 
 
+def check_unsupported(stream: Any = None, output_format: Any = None) -> None:
+    """Options whose answer we cannot give in the shape the client expects."""
+    if str(stream).lower() in ("true", "1"):
+        raise FieldError("stream is not supported by Image Studio: omit it and the result comes in one response",
+                         "stream")
+    if output_format not in (None, "", "png"):
+        raise FieldError(f"output_format {output_format!r} is not supported: Image Studio returns PNG", "output_format")
+
+
 def studio_model(model: Optional[str]) -> Optional[str]:
     """OpenAI model names map to our default model (None); anything else is
     a catalog name, checked by the job service."""
@@ -86,6 +95,8 @@ def parse_size(size: Optional[str]) -> dict[str, int]:
 
 
 def generation_request(body: GenerationsBody) -> Translated:
+    extra = body.model_extra or {}
+    check_unsupported(extra.get("stream"), extra.get("output_format"))
     if not body.prompt.strip():
         raise FieldError("prompt is empty: describe what to draw", "prompt")
     fields = {

@@ -169,6 +169,7 @@ async def edits(request: Request, service: JobService = Depends(get_service),
         return _error(user)
     try:
         form = await _form(request)
+        oai.check_unsupported(_text(form, "stream"), _text(form, "output_format"))
         limit = _limit(request)
         image = await _file(form, "image", required=True, limit=limit)
         mask = await _file(form, "mask", required=False, limit=limit)
@@ -189,6 +190,7 @@ async def variations(request: Request, service: JobService = Depends(get_service
         return _error(user)
     try:
         form = await _form(request)
+        oai.check_unsupported(_text(form, "stream"), _text(form, "output_format"))
         image = await _file(form, "image", required=True, limit=_limit(request))
         model = _text(form, "model")
         fmt = oai.response_format(_text(form, "response_format"), model)
