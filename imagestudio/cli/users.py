@@ -56,7 +56,7 @@ def add(
 @users_app.command("grant")
 def grant(
     name: str = typer.Argument(...),
-    amount: int = typer.Argument(..., help="Credits to add (negative to take away, never below zero)."),
+    amount: int = typer.Argument(..., help="Credits to add; negative takes away (never below zero): `users grant -- NAME -5`."),
     data: Optional[Path] = DataOpt,
     db: Optional[str] = DbOpt,
 ) -> None:
