@@ -44,6 +44,8 @@ class ModelInfo:
     default_sampler: str = "Euler a"
     cost: int = 2
     inpainting: bool = False  # a 9-channel inpainting UNet
+    #: single-file models: the diffusers config folder used to build them
+    config: Optional[str] = None
     can_draw: dict = field(default_factory=dict)
 
     @property
@@ -143,10 +145,26 @@ def scan_models(root: Path) -> list[ModelInfo]:
             if entry.is_dir() and (entry / "model_index.json").exists():
                 found.append(_describe_diffusers(entry))
             elif entry.is_file() and entry.suffix == ".safetensors":
-                found.append(_describe_single_file(entry))
+                found.append(_with_config(_describe_single_file(entry), root))
             elif entry.is_file() and entry.suffix in PICKLED_SUFFIXES and sub:
-                found.append(_describe_pickled(entry))
+                found.append(_with_config(_describe_pickled(entry), root))
     return found
+
+
+SHIPPED_CONFIGS = Path(__file__).resolve().parent / "configs"
+
+
+def _with_config(info: ModelInfo, root: Path) -> ModelInfo:
+    """Single files carry weights only. Their configuration comes from, in
+    order: `"config"` in the model's .json card, `<models>/configs/<arch>/`,
+    or the folders shipped with the studio (SD 1.x)."""
+    card = _card(Path(info.path)).get("config")
+    for candidate in (card and (root / card), root / "configs" / info.architecture,
+                      SHIPPED_CONFIGS / info.architecture):
+        if candidate and (Path(candidate) / "model_index.json").exists():
+            info.config = str(candidate)
+            break
+    return info
 
 
 def _card(path: Path) -> dict:

@@ -16,9 +16,6 @@ from .catalog import ModelInfo
 
 log = logging.getLogger(__name__)
 
-CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-
-
 def default_device() -> str:
     import torch
 
@@ -135,11 +132,11 @@ def _load_single_file(info: ModelInfo, dtype, extra: dict):
         safe.parent.mkdir(exist_ok=True)
         save_file(tensors, str(safe))
         path = safe
-    config = CONFIG_DIR / info.architecture
-    if not (config / "model_index.json").exists():
+    if not info.config:
         raise ModelLoadError(
-            f"{path.name}: single-file {info.architecture} checkpoints need a local diffusers config folder at "
-            f"{config} (no model hub is reachable); put a diffusers folder of that architecture in the models folder instead"
+            f"{path.name}: no configuration for a single-file {info.architecture} checkpoint; put a diffusers folder "
+            f"of that architecture (configs only) at <models>/configs/{info.architecture}/, or use a diffusers folder"
         )
+    config = info.config
     cls = StableDiffusionXLPipeline if info.architecture == "sdxl" else StableDiffusionPipeline
     return cls.from_single_file(str(path), config=str(config), dtype=dtype, **extra)

@@ -49,3 +49,77 @@ def test_catalog_scans_the_a1111_and_comfyui_layouts(tiny_models_dir, tmp_path):
     assert models["old"].source == "pickled"
     assert models["tiny"].source == "diffusers" and models["tiny"].native_size == 128
     assert len(models["tiny"].hash) == 10
+
+
+@pytest.fixture(scope="module")
+def single_file_models(tmp_path_factory):
+    """models/Stable-diffusion/tiny-single.safetensors (original LDM keys), its
+    config in models/configs/sd15, and the same weights pickled as a .ckpt."""
+    import sys
+    import shutil
+
+    from diffusers import StableDiffusionPipeline
+
+    from ldm_format import save_ldm_checkpoint
+    from tiny import save_tiny_pipeline
+
+    root = tmp_path_factory.mktemp("single")
+    config = save_tiny_pipeline(root / "configs" / "sd15")
+    pipe = StableDiffusionPipeline.from_pretrained(config)
+    (root / "Stable-diffusion").mkdir()
+    path = save_ldm_checkpoint(pipe, root / "Stable-diffusion" / "tiny-single.safetensors")
+    from safetensors.torch import load_file
+
+    torch.save({"state_dict": load_file(str(path))}, root / "Stable-diffusion" / "tiny-pickled.ckpt")
+    for sub in ("unet", "vae", "text_encoder"):  # the config folder needs no weights
+        for f in (config / sub).glob("*.safetensors"):
+            f.unlink()
+    return root, config
+
+
+def test_single_file_checkpoint_generates_like_its_diffusers_folder(single_file_models, tiny_models_dir):
+    import numpy as np
+
+    from imagestudio.engine import Engine
+    from imagestudio.request import GenerationRequest
+
+    root, _ = single_file_models
+    catalog = Catalog(root, include_embedded=False)
+    names = {m.name: m for m in catalog.list()}
+    assert names["tiny-single"].source == "single_file" and names["tiny-single"].config.endswith("sd15")
+    engine = Engine(catalog)
+    req = dict(prompt="a red circle", width=64, height=64, steps=2, seed=3)
+    single = engine.generate(GenerationRequest(model="tiny-single", **req)).images[0].image
+    pickled = engine.generate(GenerationRequest(model="tiny-pickled", **req)).images[0].image
+    folder = Engine(Catalog(tiny_models_dir, include_embedded=False)).generate(
+        GenerationRequest(model="tiny", **req)).images[0].image
+    assert np.array_equal(np.asarray(single), np.asarray(folder))
+    assert np.array_equal(np.asarray(pickled), np.asarray(folder))
+
+
+def test_single_file_without_config_names_what_is_missing(tmp_path):
+    from safetensors.torch import save_file
+
+    from imagestudio.engine import Engine
+    from imagestudio.errors import ModelLoadError
+    from imagestudio.request import GenerationRequest
+
+    (tmp_path / "checkpoints").mkdir()
+    save_file({"conditioner.embedders.1.model.x": torch.zeros(1)}, str(tmp_path / "checkpoints" / "xl.safetensors"))
+    engine = Engine(Catalog(tmp_path, include_embedded=False))
+    with pytest.raises(ModelLoadError, match=r"xl.safetensors: no configuration .*/configs/sdxl/"):
+        engine.generate(GenerationRequest(prompt="x", model="xl", steps=1))
+
+
+def test_shipped_sd15_config_is_the_real_architecture():
+    from accelerate import init_empty_weights
+    from diffusers import UNet2DConditionModel
+    from transformers import CLIPTokenizer
+
+    from imagestudio.engine.catalog import SHIPPED_CONFIGS
+
+    tokenizer = CLIPTokenizer.from_pretrained(SHIPPED_CONFIGS / "sd15" / "tokenizer")
+    assert tokenizer("a photo of a cat").input_ids == [49406, 320, 1125, 539, 320, 2368, 49407]
+    with init_empty_weights():
+        unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(SHIPPED_CONFIGS / "sd15" / "unet"))
+    assert round(sum(p.numel() for p in unet.parameters()) / 1e6, 1) == 859.5
