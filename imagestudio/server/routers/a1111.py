@@ -3,8 +3,9 @@
 Thin adapter: each route translates A1111 JSON (server/compat/a1111_models.py)
 and calls the job service. txt2img/img2img block until the job ends, as in
 A1111, but run through the same queue, credits and history as every other
-job. Endpoints are plain `def`s so FastAPI runs the blocking wait in its
-threadpool.
+job; they wait by polling the job from the event loop (compat/waiting.py),
+so waiting clients hold no threads. The other endpoints are plain `def`s
+(FastAPI runs them in its threadpool).
 
 A1111 settings are global; ours are per user: POST /options with
 `sd_model_checkpoint` switches the model that this user's A1111 calls use
@@ -20,6 +21,7 @@ from typing import Any, Optional
 
 from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from ...errors import StudioError
 from ...jobs.service import JobService, JobView
@@ -27,6 +29,7 @@ from ...store.accounts import Account
 from ...store.metadata import read_parameters
 from ..compat import a1111_models as a1111
 from ..compat.images import b64_to_bytes, text_chunks
+from ..compat.waiting import submit_and_wait
 from ..deps import get_current_user, get_service
 
 log = logging.getLogger(__name__)
@@ -65,13 +68,16 @@ def _current_model(service: JobService, options: dict[str, Any]):
     return service.catalog.get(None)
 
 
-def _generate(request: Request, service: JobService, user: Account, payload: a1111.Txt2ImgPayload):
+async def _generate(request: Request, service: JobService, user: Account, payload: a1111.Txt2ImgPayload):
     options = _user_options(request, user)
     img2img = isinstance(payload, a1111.Img2ImgPayload)
     translate = a1111.img2img_request if img2img else a1111.txt2img_request
-    translated = translate(payload, default_model=options.get("sd_model_checkpoint"))
-    view = service.submit(user, translated.request, inputs=translated.inputs, source="a1111")
-    view = service.wait(user, view.id)
+    translated = await run_in_threadpool(translate, payload, default_model=options.get("sd_model_checkpoint"))
+    view = await submit_and_wait(service, user, translated, "a1111")
+    return await run_in_threadpool(_result, payload, view)
+
+
+def _result(payload: a1111.Txt2ImgPayload, view: JobView):
     if view.state == "failed":
         return JSONResponse(
             {"error": "GenerationFailed", "detail": view.error or "the job failed", "body": "",
@@ -94,19 +100,19 @@ def _job_count(service: JobService, user: Account) -> int:
 # Bodies are typed for the OpenAPI schema at /docs; a malformed one is a 422,
 # as in A1111 (both are FastAPI).
 @router.post("/txt2img")
-def txt2img(request: Request, payload: a1111.Txt2ImgPayload, service: JobService = Depends(get_service),
-            user: Account = Depends(get_current_user)):
+async def txt2img(request: Request, payload: a1111.Txt2ImgPayload, service: JobService = Depends(get_service),
+                  user: Account = Depends(get_current_user)):
     try:
-        return _generate(request, service, user, payload)
+        return await _generate(request, service, user, payload)
     except Exception as err:
         return _error(err)
 
 
 @router.post("/img2img")
-def img2img(request: Request, payload: a1111.Img2ImgPayload, service: JobService = Depends(get_service),
-            user: Account = Depends(get_current_user)):
+async def img2img(request: Request, payload: a1111.Img2ImgPayload, service: JobService = Depends(get_service),
+                  user: Account = Depends(get_current_user)):
     try:
-        return _generate(request, service, user, payload)
+        return await _generate(request, service, user, payload)
     except Exception as err:
         return _error(err)
 

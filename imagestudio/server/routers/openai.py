@@ -28,6 +28,7 @@ from ...store.metadata import parse_parameters
 from ..compat import openai_models as oai
 from ..compat.common import FieldError, Translated
 from ..compat.images import ImageTooLarge, bytes_to_b64
+from ..compat.waiting import submit_and_wait
 from ..deps import get_current_user, get_service
 
 log = logging.getLogger(__name__)
@@ -57,11 +58,6 @@ async def openai_user(request: Request) -> Union[Account, StudioError]:
         return err
 
 
-def _run(service: JobService, user: Account, translated: Translated) -> JobView:
-    view = service.submit(user, translated.request, inputs=translated.inputs, source="openai")
-    return service.wait(user, view.id)
-
-
 def _result(request: Request, view: JobView, fmt: str, prompt: str) -> JSONResponse | dict:
     if view.state == "failed":
         return _error_response(500, oai.error_body(view.error or "the generation failed", 500))
@@ -83,7 +79,7 @@ def _result(request: Request, view: JobView, fmt: str, prompt: str) -> JSONRespo
 
 
 async def _serve(request: Request, service: JobService, translated: Translated, user: Account, fmt: str, prompt: str):
-    view = await run_in_threadpool(_run, service, user, translated)
+    view = await submit_and_wait(service, user, translated, "openai")
     return await run_in_threadpool(_result, request, view, fmt, prompt)
 
 
