@@ -1,0 +1,564 @@
+// The generate form: catalog controls, prompt counter, seed, reference image,
+// live cost estimate and the reasons Generate is disabled.
+
+import * as api from "./api.js";
+import { nearestRatio, parseInfotext, pngTextChunks } from "./pnginfo.js";
+import { $, $$, ASPECT_RATIOS, ctx, debounce, el, sentence, sizeForRatio, slug, toast } from "./state.js";
+
+const MAX_PROMPT = 2000;
+
+const state = {
+  reference: null, // {kind: "upload", dataUri, blob, name, width, height} | {kind: "image", id, url, width, height, model}
+  estimate: null, // {cost, balance, affordable} or {error}
+  estimateSeq: 0,
+  submitting: false,
+};
+
+// --- errors next to the control that caused them ------------------------------
+
+const FIELD_ERRORS = {
+  prompt: "err-prompt", negative_prompt: "err-negative", width: "err-size", height: "err-size",
+  aspect_ratio: "err-size", count: "err-count", steps: "err-steps", guidance: "err-guidance",
+  sampler: "err-sampler", seed: "err-seed", style: "err-style", model: "err-model",
+  strength: "err-reference", init_image: "err-reference", mask: "err-reference",
+};
+const FIELD_INPUTS = {
+  "err-prompt": ["#prompt"], "err-negative": ["#negative"], "err-size": ["#width", "#height"],
+  "err-steps": ["#steps"], "err-guidance": ["#guidance"], "err-sampler": ["#sampler"], "err-seed": ["#seed"],
+  "err-model": ["#model"],
+};
+
+/** Which error slot a server error belongs to (field name, else words in the message). */
+export function errorSlot(field, message) {
+  const root = String(field || "").split(".")[0];
+  if (FIELD_ERRORS[root]) return FIELD_ERRORS[root];
+  const m = String(message || "").toLowerCase();
+  if (/negative/.test(m)) return "err-negative";
+  if (/prompt/.test(m)) return "err-prompt";
+  if (/\b(width|height|size|aspect|pixels per side)\b/.test(m)) return "err-size";
+  if (/sampler/.test(m)) return "err-sampler";
+  if (/style/.test(m)) return "err-style";
+  if (/\bmodel\b/.test(m)) return "err-model";
+  if (/init image|reference|upload|image/.test(m)) return "err-reference";
+  return "err-request";
+}
+
+export function clearErrors() {
+  for (const node of $$("#view-create .field-error")) node.textContent = "";
+  for (const node of $$("#view-create .invalid")) {
+    node.classList.remove("invalid");
+    node.removeAttribute("aria-invalid");
+  }
+}
+
+/** Show an ApiError next to its controls; returns the first slot used. */
+export function showError(err) {
+  const items = err.details && err.details.length
+    ? err.details.map((d) => ({ field: d.field, message: d.message }))
+    : [{ field: null, message: err.message }];
+  let first = null;
+  for (const { field, message } of items) {
+    const slot = errorSlot(field, message);
+    first = first || slot;
+    const node = document.getElementById(slot);
+    const text = sentence(message);
+    node.textContent = node.textContent ? `${node.textContent} ${text}` : text;
+    for (const selector of FIELD_INPUTS[slot] || []) {
+      const input = $(selector);
+      input.classList.add("invalid");
+      input.setAttribute("aria-invalid", "true");
+    }
+    if (slot === "err-negative") $("#negative-box").open = true;
+    if (["err-seed", "err-steps", "err-guidance", "err-sampler"].includes(slot)) $("#advanced").open = true;
+  }
+  return first;
+}
+
+// --- catalog controls -----------------------------------------------------------
+
+export function renderCatalog() {
+  const model = $("#model");
+  const previous = model.value;
+  model.replaceChildren(...ctx.models.map((m) => el("option", { value: m.name, text: `${m.name} · ${m.cost} credit${m.cost === 1 ? "" : "s"}/image` })));
+  if (!ctx.models.length) {
+    model.append(el("option", { value: "", text: "No model installed" }));
+    $("#err-model").textContent = "No model is installed. Put models in the models folder and restart the server.";
+  }
+  if (previous && ctx.models.some((m) => m.name === previous)) model.value = previous;
+
+  const sampler = $("#sampler");
+  sampler.replaceChildren(el("option", { value: "", text: "Model default" }), ...ctx.samplers.map((s) => el("option", { value: s, text: s })));
+
+  const grid = $("#styles");
+  const current = selectedStyle() || "None";
+  grid.replaceChildren(...ctx.styles.map((style) => styleOption(style, style.name === current)));
+  if (!$("input[name=style]:checked")) {
+    const first = $("input[name=style]");
+    if (first) first.checked = true;
+  }
+  onModelChange();
+}
+
+const SWATCHES = ["#6d5dfc", "#e0527a", "#2bb3a6", "#e89b3c", "#4f8ff7", "#9b59d0", "#d4574a", "#3fa34d", "#c2417f", "#5c6bc0"];
+
+function styleOption(style, checked) {
+  const thumb = el("span", { class: "thumb" });
+  const index = ctx.styles.indexOf(style);
+  const initials = style.name.split(/\s+/).map((w) => w[0]).join("").slice(0, 2).toUpperCase();
+  const swatch = el("span", { class: "swatch", text: initials, "aria-hidden": "true" });
+  swatch.style.background = `linear-gradient(135deg, ${SWATCHES[index % SWATCHES.length]}, ${SWATCHES[(index + 3) % SWATCHES.length]})`;
+  thumb.append(swatch);
+  // Previews are files made by the embedded model; a style without one shows its swatch.
+  const img = el("img", { alt: "", loading: "lazy", decoding: "async" });
+  img.addEventListener("load", () => { swatch.remove(); });
+  img.addEventListener("error", () => {
+    if (img.dataset.tried !== "static") {
+      img.dataset.tried = "static";
+      img.src = `styles/${slug(style.name)}.png`;
+    } else img.remove();
+  });
+  if (style.preview_url) api.showImage(img, style.preview_url);
+  else { img.dataset.tried = "static"; img.src = `styles/${slug(style.name)}.png`; }
+  thumb.append(img);
+  return el("label", { class: "style", title: style.description || style.name },
+    el("input", { type: "radio", name: "style", value: style.name, checked, "aria-label": style.name, "aria-describedby": "err-style" }),
+    thumb,
+    el("span", { class: "name", text: style.name, "aria-hidden": "true" }));
+}
+
+function currentModel() {
+  return ctx.models.find((m) => m.name === $("#model").value) || null;
+}
+
+function onModelChange() {
+  const model = currentModel();
+  $("#model-info").textContent = model
+    ? `${model.description || model.architecture} · native ${model.native_size}px · ${model.cost} credit${model.cost === 1 ? "" : "s"} per image`
+    : "";
+  $("#steps").placeholder = model ? String(model.default_steps) : "";
+  $("#guidance").placeholder = model ? String(model.default_guidance) : "";
+  $("#sampler").options[0].textContent = model ? `Model default (${model.default_sampler})` : "Model default";
+  updateSizeInfo();
+}
+
+function selectedStyle() {
+  const input = $("input[name=style]:checked");
+  return input ? input.value : null;
+}
+
+function selectedRatio() {
+  return $("input[name=ratio]:checked").value;
+}
+
+export function selectRatio(value) {
+  const input = $(`input[name=ratio][value="${value}"]`);
+  if (input) input.checked = true;
+  $("#custom-size").hidden = value !== "custom";
+  updateSizeInfo();
+}
+
+function updateSizeInfo() {
+  const model = currentModel();
+  const ratio = selectedRatio();
+  $("#custom-size").hidden = ratio !== "custom";
+  let text = "";
+  if (ratio === "custom") {
+    text = model ? `Between ${model.min_side} and ${model.max_side} px, in steps of 8.` : "";
+  } else if (model) {
+    const [w, h] = sizeForRatio(ratio, model.native_size);
+    text = `${w} × ${h} px`;
+  }
+  $("#size-info").textContent = text;
+}
+
+// --- reading the form ---------------------------------------------------------
+
+function numberOrNull(selector) {
+  const raw = $(selector).value.trim();
+  if (raw === "") return null;
+  const value = Number(raw);
+  return Number.isFinite(value) ? value : NaN;
+}
+
+/** The GenerationRequest the form describes. */
+export function buildRequest() {
+  const style = selectedStyle();
+  const request = {
+    mode: "txt2img",
+    prompt: $("#prompt").value,
+    negative_prompt: $("#negative").value,
+    style: style && style !== "None" ? style : null,
+    enhance: $("#enhance").checked,
+    model: $("#model").value || null,
+    count: Number($("input[name=count]:checked").value),
+    seed: seedValue(),
+  };
+  const ratio = selectedRatio();
+  if (ratio === "custom") {
+    request.width = numberOrNull("#width");
+    request.height = numberOrNull("#height");
+  } else request.aspect_ratio = ratio;
+  const steps = numberOrNull("#steps");
+  const guidance = numberOrNull("#guidance");
+  if (steps !== null) request.steps = steps;
+  if (guidance !== null) request.guidance = guidance;
+  if ($("#sampler").value) request.sampler = $("#sampler").value;
+  const ref = state.reference;
+  if (ref) {
+    request.mode = "img2img";
+    request.init_image = ref.kind === "image" ? `image:${ref.id}` : ref.dataUri;
+    request.strength = Number($("#strength").value);
+  }
+  return request;
+}
+
+/** Problems the page can see without asking the server. */
+function localProblems(request) {
+  const problems = [];
+  const check = (ok, slot, message) => { if (!ok) problems.push({ slot, message }); };
+  if (request.width !== undefined) {
+    for (const side of ["width", "height"]) {
+      const v = request[side];
+      check(v !== null && Number.isInteger(v), "err-size", `Enter a whole number for the ${side}.`);
+      if (Number.isInteger(v)) check(v % 8 === 0, "err-size", `The ${side} must be a multiple of 8 (${v} is not).`);
+    }
+  }
+  if (request.steps !== undefined) check(Number.isInteger(request.steps) && request.steps >= 1 && request.steps <= 150, "err-steps", "Steps must be a whole number from 1 to 150.");
+  if (request.guidance !== undefined) check(request.guidance >= 0 && request.guidance <= 30, "err-guidance", "Guidance must be between 0 and 30.");
+  check(Number.isInteger(request.seed) && request.seed >= -1 && request.seed <= 4294967295, "err-seed", "The seed must be a whole number from 0 to 4294967295, or -1 for random.");
+  return problems;
+}
+
+// --- seed ------------------------------------------------------------------------
+
+function seedValue() {
+  const raw = $("#seed").value.trim();
+  if (!isLocked()) return -1;
+  if (raw === "") return -1;
+  return Number(raw);
+}
+
+function isLocked() {
+  return $("#seed-lock").getAttribute("aria-pressed") === "true";
+}
+
+export function setSeed(seed, locked) {
+  $("#seed").value = String(seed);
+  setLocked(locked);
+}
+
+function setLocked(locked) {
+  const button = $("#seed-lock");
+  button.setAttribute("aria-pressed", String(locked));
+  button.setAttribute("title", locked ? "Seed kept: click for a new seed each time" : "Keep this seed");
+  button.setAttribute("aria-label", locked ? "Seed locked" : "Keep this seed");
+  button.querySelector("use").setAttribute("href", locked ? "#i-lock" : "#i-unlock");
+  $("#seed-hint").textContent = locked ? "This seed is kept for the next images." : "-1 picks a new seed each time. Lock to keep one.";
+}
+
+/** After a job: show the seed it used, so locking keeps it. */
+export function noteSeed(seed) {
+  if (!isLocked() && Number.isInteger(seed)) $("#seed").value = String(seed);
+}
+
+// --- reference image (image to image) -----------------------------------------------
+
+function readDataUri(blob) {
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(reader.result);
+    reader.onerror = () => reject(reader.error);
+    reader.readAsDataURL(blob);
+  });
+}
+
+function imageSize(src) {
+  return new Promise((resolve, reject) => {
+    const img = new Image();
+    img.onload = () => resolve([img.naturalWidth, img.naturalHeight]);
+    img.onerror = () => reject(new Error("not an image"));
+    img.src = src;
+  });
+}
+
+export async function setUpload(file) {
+  $("#err-reference").textContent = "";
+  if (!file) return;
+  if (!/^image\//.test(file.type)) {
+    $("#err-reference").textContent = `${file.name} is not an image: choose a PNG, JPEG or WebP file.`;
+    return;
+  }
+  if (file.size > 20 * 1024 * 1024) {
+    $("#err-reference").textContent = `${file.name} is ${(file.size / 1048576).toFixed(1)} MB; the limit is 20 MB.`;
+    return;
+  }
+  const dataUri = await readDataUri(file);
+  let size;
+  try { size = await imageSize(dataUri); } catch {
+    $("#err-reference").textContent = `${file.name} could not be read as an image.`;
+    return;
+  }
+  setReference({ kind: "upload", dataUri, blob: file, name: file.name, width: size[0], height: size[1] });
+}
+
+/** Use a stored image as the reference. */
+export function setReferenceImage(image) {
+  setReference({ kind: "image", id: image.id, url: image.url, width: image.width, height: image.height, model: image.model });
+}
+
+function setReference(ref) {
+  state.reference = ref;
+  const img = $("#reference-image");
+  img.hidden = false;
+  if (ref.kind === "upload") img.src = ref.dataUri;
+  else api.showImage(img, ref.url);
+  $("#dropzone-hint").hidden = true;
+  $("#reference-tools").hidden = false;
+  $("#analyse-result").textContent = "";
+  const ratio = nearestRatio(ref.width, ref.height, ASPECT_RATIOS);
+  if (ratio && selectedRatio() !== "custom") selectRatio(ratio);
+  $("#analyse-result").textContent = `${ref.width} × ${ref.height} px · size set to ${selectedRatio()}`;
+  changed();
+}
+
+export function clearReference() {
+  state.reference = null;
+  const img = $("#reference-image");
+  img.hidden = true;
+  img.removeAttribute("src");
+  $("#dropzone-hint").hidden = false;
+  $("#reference-tools").hidden = true;
+  $("#reference-file").value = "";
+  $("#err-reference").textContent = "";
+  changed();
+}
+
+/** Fill prompt, model and size proposals from the reference's PNG metadata. */
+async function analyse() {
+  const ref = state.reference;
+  if (!ref) return;
+  const out = $("#analyse-result");
+  let blob = ref.blob;
+  try {
+    if (!blob) blob = await (await api.raw(ref.url)).blob();
+  } catch (err) {
+    out.textContent = sentence(err.message);
+    return;
+  }
+  const chunks = await pngTextChunks(blob).catch(() => ({}));
+  const notes = [];
+  const ratio = nearestRatio(ref.width, ref.height, ASPECT_RATIOS);
+  selectRatio(ratio);
+  notes.push(`size ${ratio} (image is ${ref.width} × ${ref.height})`);
+  if (chunks.parameters) {
+    const info = parseInfotext(chunks.parameters);
+    if (info.prompt) { $("#prompt").value = info.prompt; notes.unshift("prompt"); }
+    if (info.negative_prompt) { $("#negative").value = info.negative_prompt; $("#negative-box").open = true; }
+    const model = info.fields.Model;
+    if (model && ctx.models.some((m) => m.name === model)) {
+      $("#model").value = model;
+      onModelChange();
+      notes.push(`model ${model}`);
+    } else if (model) notes.push(`model ${model} is not installed here`);
+    if (info.fields.Steps) $("#steps").value = info.fields.Steps;
+    if (info.fields["CFG scale"]) $("#guidance").value = info.fields["CFG scale"];
+    if (info.fields.Sampler && ctx.samplers.includes(info.fields.Sampler)) $("#sampler").value = info.fields.Sampler;
+    out.textContent = `Filled from the image: ${notes.join(", ")}. Edit anything before generating.`;
+  } else {
+    out.textContent = `This image carries no prompt; describe it yourself. Proposed ${notes.join(", ")}.`;
+  }
+  changed();
+}
+
+// --- filling from stored settings ("reuse settings") -------------------------------
+
+export function fill(settings) {
+  clearErrors();
+  $("#prompt").value = settings.prompt || "";
+  $("#negative").value = settings.negative_prompt || "";
+  if (settings.negative_prompt) $("#negative-box").open = true;
+  $("#enhance").checked = !!settings.enhance;
+  const styleName = settings.style || "None";
+  const style = $$("input[name=style]").find((i) => i.value.toLowerCase() === styleName.toLowerCase());
+  if (style) style.checked = true;
+  if (settings.model && ctx.models.some((m) => m.name === settings.model)) $("#model").value = settings.model;
+  else if (settings.model) $("#err-model").textContent = `Model ${settings.model} is not installed; using ${$("#model").value}.`;
+  onModelChange();
+  const model = currentModel();
+  const ratios = Object.keys(ASPECT_RATIOS);
+  const match = settings.aspect_ratio && ratios.includes(settings.aspect_ratio) ? settings.aspect_ratio
+    : model && ratios.find((r) => {
+      const [w, h] = sizeForRatio(r, model.native_size);
+      return w === settings.width && h === settings.height;
+    });
+  if (match) selectRatio(match);
+  else if (settings.width && settings.height) {
+    $("#width").value = settings.width;
+    $("#height").value = settings.height;
+    selectRatio("custom");
+  }
+  const count = $(`input[name=count][value="${settings.count || 1}"]`);
+  if (count) count.checked = true;
+  $("#steps").value = settings.steps ?? "";
+  $("#guidance").value = settings.guidance ?? "";
+  $("#sampler").value = ctx.samplers.includes(settings.sampler) ? settings.sampler : "";
+  if (Number.isInteger(settings.seed) && settings.seed >= 0) setSeed(settings.seed, true);
+  $("#advanced").open = true;
+  const init = settings.init_image;
+  if (init && init.startsWith("image:") && ["img2img", "variation"].includes(settings.mode)) {
+    const id = init.slice(6);
+    api.get(`/api/images/${id}`).then((image) => {
+      setReferenceImage(image);
+      $("#strength").value = settings.strength ?? 0.6;
+      updateStrength();
+    }).catch(() => clearReference());
+  } else clearReference();
+  changed();
+}
+
+// --- generate button --------------------------------------------------------------
+
+function updateCounter() {
+  const n = $("#prompt").value.length;
+  const counter = $("#prompt-count");
+  counter.textContent = `${n}/${MAX_PROMPT}`;
+  counter.classList.toggle("near", n > MAX_PROMPT * 0.9);
+}
+
+function updateStrength() {
+  $("#strength-value").textContent = Number($("#strength").value).toFixed(2);
+}
+
+/** Why Generate cannot run now, or "" when it can. */
+function blockReason() {
+  if (state.submitting) return "Sending…";
+  if (ctx.me === null) return ctx.signedOut ? "Sign in with your API key to generate." : "Connecting to the server…";
+  if (!ctx.models.length) return "No model is installed.";
+  if (!$("#prompt").value.trim()) return "Write a prompt to generate.";
+  const est = state.estimate;
+  if (est && est.localError) return est.localError;
+  if (est && est.error) return `Fix this first: ${sentence(est.error.message)}`;
+  if (est && est.affordable === false) {
+    return `Not enough credits: this costs ${est.cost} and you have ${est.balance}.`;
+  }
+  return "";
+}
+
+export function refreshButton() {
+  const reason = blockReason();
+  const button = $("#generate");
+  button.disabled = !!reason;
+  $("#generate-reason").textContent = reason;
+  const est = state.estimate;
+  $("#generate-cost").textContent = est && Number.isInteger(est.cost) ? `${est.cost} credit${est.cost === 1 ? "" : "s"}` : "";
+}
+
+const runEstimate = debounce(async () => {
+  const seq = ++state.estimateSeq;
+  const request = buildRequest();
+  // The cost does not depend on the image itself: check the settings only.
+  delete request.init_image;
+  request.mode = "txt2img";
+  if (!request.prompt.trim()) request.prompt = "estimate";
+  const problems = localProblems(request);
+  clearErrors();
+  for (const slot of new Set(problems.map((p) => p.slot))) {
+    document.getElementById(slot).textContent = problems.filter((p) => p.slot === slot).map((p) => p.message).join(" ");
+  }
+  if (problems.length) {
+    state.estimate = { localError: `Fix this first: ${problems[0].message}` };
+    refreshButton();
+    return;
+  }
+  if (ctx.me === null) return;
+  try {
+    const result = await api.post("/api/estimate", request);
+    if (seq !== state.estimateSeq) return;
+    clearErrors();
+    state.estimate = result;
+  } catch (err) {
+    if (seq !== state.estimateSeq) return;
+    clearErrors();
+    if (err.status === 401) { ctx.requireKey(err.message); return; }
+    showError(err);
+    state.estimate = { error: err };
+  }
+  refreshButton();
+}, 200);
+
+/** Something in the form changed: counter now, estimate soon. */
+export function changed() {
+  updateCounter();
+  refreshButton();
+  runEstimate();
+}
+
+async function generate() {
+  if (blockReason()) {
+    refreshButton();
+    return;
+  }
+  const request = buildRequest();
+  clearErrors();
+  state.submitting = true;
+  refreshButton();
+  try {
+    await ctx.submitJob(request);
+  } catch (err) {
+    if (err.status === 401) ctx.requireKey(err.message);
+    else showError(err);
+  } finally {
+    state.submitting = false;
+    refreshButton();
+  }
+}
+
+export function init() {
+  ctx.generate = generate;
+  const form = $("#prompt-card");
+  form.addEventListener("submit", (event) => { event.preventDefault(); generate(); });
+  for (const selector of ["#prompt", "#negative", "#width", "#height", "#steps", "#guidance"]) {
+    $(selector).addEventListener("input", changed);
+  }
+  $("#settings").addEventListener("change", (event) => {
+    if (event.target.name === "ratio") updateSizeInfo();
+    changed();
+  });
+  $("#enhance").addEventListener("change", changed);
+  $("#model").addEventListener("change", onModelChange);
+  $("#seed").addEventListener("input", () => {
+    const v = $("#seed").value.trim();
+    setLocked(v !== "" && Number(v) >= 0);
+    changed();
+  });
+  $("#seed-dice").addEventListener("click", () => { setSeed(-1, false); changed(); });
+  $("#seed-lock").addEventListener("click", () => {
+    const lock = !isLocked();
+    if (lock && !(Number($("#seed").value) >= 0)) $("#seed").value = String(Math.floor(Math.random() * 4294967291));
+    setLocked(lock);
+    changed();
+  });
+  $("#strength").addEventListener("input", updateStrength);
+
+  const drop = $("#dropzone");
+  const file = $("#reference-file");
+  drop.addEventListener("click", () => file.click());
+  drop.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" || event.key === " ") { event.preventDefault(); file.click(); }
+  });
+  file.addEventListener("change", () => setUpload(file.files[0]));
+  drop.addEventListener("dragover", (event) => { event.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (event) => {
+    event.preventDefault();
+    drop.classList.remove("over");
+    const dropped = event.dataTransfer.files[0];
+    if (dropped) setUpload(dropped);
+    else toast("Drop an image file here.", { error: true });
+  });
+  $("#reference-clear").addEventListener("click", clearReference);
+  $("#analyse").addEventListener("click", analyse);
+  updateCounter();
+  updateStrength();
+  refreshButton();
+}
