@@ -137,3 +137,18 @@ def test_openapi_schema_documents_both_apis(local_server):
         assert path in paths
     edits = paths["/v1/images/edits"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
     assert {"image", "mask", "prompt", "n"} <= set(edits["properties"])
+
+
+def test_streamed_body_over_the_limit_is_413(local_server):
+    limit = local_server.settings.max_body_bytes
+
+    def chunks():  # no Content-Length: the limit is enforced as the body streams in
+        yield b'--x\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n' \
+              b"Content-Type: image/png\r\n\r\n"
+        for _ in range(limit // (1024 * 1024) + 2):
+            yield bytes(1024 * 1024)
+        yield b"\r\n--x--\r\n"
+
+    response = httpx.post(local_server.url + "/v1/images/variations", content=chunks(),
+                          headers={"Content-Type": "multipart/form-data; boundary=x"}, timeout=60)
+    assert response.status_code == 413

@@ -19,6 +19,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 
 from ...errors import StudioError
 from ...jobs.errors import QueueUnavailable
@@ -44,6 +45,8 @@ def _error_response(status: int, body: dict, *, retry: bool = False) -> JSONResp
 
 
 def _error(err: Exception) -> JSONResponse:
+    if isinstance(err, HTTPException):
+        raise err  # e.g. the body limit's 413, answered by the server's own handlers
     if not isinstance(err, StudioError):
         log.exception("OpenAI API error")
     status, body = oai.error_for(err)
@@ -89,6 +92,8 @@ async def _serve(request: Request, service: JobService, translated: Translated, 
 async def _form(request: Request):
     try:
         return await request.form(max_files=4, max_fields=64)
+    except HTTPException:
+        raise
     except Exception as err:  # malformed multipart, or a JSON body sent by mistake
         raise FieldError(f"expected a multipart/form-data body ({type(err).__name__})") from None
 
