@@ -47,6 +47,7 @@ class Mode(str, Enum):
     inpaint = "inpaint"
     outpaint = "outpaint"
     variation = "variation"
+    upscale = "upscale"
 
 
 class Outpaint(BaseModel):
@@ -80,6 +81,38 @@ class Outpaint(BaseModel):
         return cls(**values)
 
 
+CONTROL_TYPES = ("canny", "scribble")
+#: Largest side an upscale (or hires fix) may produce.
+MAX_UPSCALE_SIDE = 4096
+
+
+class Control(BaseModel):
+    """ControlNet guidance: a preprocessed control image steers the structure."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: str = Field("canny", description="Preprocessor: canny (edges of a photo) or scribble (a drawing).")
+    image: str = Field(..., description="Control source image (path, data URI or base64).")
+    model: Optional[str] = Field(None, description="ControlNet name in models/ControlNet; None = first matching the type.")
+    weight: float = Field(1.0, ge=0, le=2, description="Conditioning scale.")
+    start: float = Field(0.0, ge=0, le=1, description="Fraction of the steps where guidance starts.")
+    end: float = Field(1.0, ge=0, le=1, description="Fraction of the steps where guidance ends.")
+    preprocess: bool = Field(True, description="False: the image already is an edge map / scribble.")
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        value = value.lower()
+        if value not in CONTROL_TYPES:
+            raise ValueError(f"unknown control type {value!r}; choose one of {', '.join(CONTROL_TYPES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _range(self) -> "Control":
+        if self.start >= self.end:
+            raise ValueError("control start must be before its end")
+        return self
+
+
 class GenerationRequest(BaseModel):
     """One generation. Image fields hold a reference: a file path, a
     `data:image/...;base64,` URI or plain base64 (see `load_image`)."""
@@ -108,6 +141,15 @@ class GenerationRequest(BaseModel):
     mask: Optional[str] = Field(None, description="Inpaint mask: white = repaint, black = keep.")
     outpaint: Outpaint = Field(default_factory=Outpaint)
     mask_blur: int = Field(4, ge=0, le=64, description="Feather (pixels) inside the mask edge.")
+    # --- beyond generate (engine/upscale, control, keep) ---
+    upscaler: str = Field("Lanczos", description="Upscaler for upscale mode and hires fix: Lanczos, Studio, or a model file.")
+    upscale_factor: float = Field(2.0, ge=1, le=8, description="Upscale mode: how many times larger.")
+    hires_scale: Optional[float] = Field(None, ge=1, le=4, description="Hires fix: txt2img, upscale by this, then img2img.")
+    hires_strength: float = Field(0.45, ge=0, le=1, description="Hires fix: denoising strength of the second pass.")
+    hires_steps: Optional[int] = Field(None, ge=1, le=150, description="Hires fix: steps of the second pass; None = steps.")
+    control: Optional[Control] = Field(None, description="ControlNet guidance (txt2img).")
+    keep_mask: Optional[str] = Field(None, description="img2img: white = keep these pixels unchanged.")
+    keep_faces: bool = Field(False, description="img2img: keep detected faces unchanged.")
 
     @field_validator("prompt", "negative_prompt")
     @classmethod
@@ -123,13 +165,17 @@ class GenerationRequest(BaseModel):
 
     @model_validator(mode="after")
     def _mode_inputs(self) -> "GenerationRequest":
-        needs_image = self.mode in (Mode.img2img, Mode.inpaint, Mode.outpaint, Mode.variation)
+        needs_image = self.mode in (Mode.img2img, Mode.inpaint, Mode.outpaint, Mode.variation, Mode.upscale)
         if self.mode in (Mode.txt2img, Mode.img2img, Mode.inpaint, Mode.outpaint) and not self.prompt:
             # variation may reuse the prompt of the image it varies
             if not (self.mode is Mode.outpaint):
                 raise ValueError("prompt is empty: describe what to draw")
         if needs_image and self.mode is not Mode.variation and not self.init_image:
             raise ValueError(f"mode {self.mode.value} needs an init image")
+        if (self.keep_mask or self.keep_faces) and self.mode not in (Mode.img2img, Mode.variation):
+            raise ValueError("keep mask / keep faces apply to img2img (inpaint already keeps the unmasked area)")
+        if self.control is not None and self.mode is not Mode.txt2img:
+            raise ValueError("control guidance applies to txt2img")
         if self.mode is Mode.inpaint and not self.mask:
             raise ValueError("inpaint needs a mask (white where the image should be repainted)")
         if self.mode is Mode.outpaint and not self.outpaint.any:

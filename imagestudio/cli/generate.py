@@ -69,6 +69,8 @@ def generate(
     guidance: Optional[float] = typer.Option(None, "--guidance", "--cfg"),
     model: Optional[str] = typer.Option(None, "--model", "-m"),
     models: Optional[Path] = typer.Option(None, "--models", help="Models folder (default: $IMAGESTUDIO_MODELS or data/models)."),
+    keep: Optional[Path] = typer.Option(None, "--keep", help="img2img: mask whose white pixels stay exactly as they are."),
+    keep_faces: bool = typer.Option(False, "--keep-faces", help="img2img: keep detected faces unchanged."),
     from_image: Optional[Path] = typer.Option(None, "--from", help="Re-run the exact settings stored in a studio PNG."),
     out_dir: Path = typer.Option(Path("outputs"), "--out", "-o", help="Where to write the PNGs."),
 ) -> None:
@@ -82,7 +84,7 @@ def generate(
         else:
             if mode is None:
                 mode = "outpaint" if outpaint else "inpaint" if mask else "img2img" if init else "txt2img"
-            for path, what in ((init, "init image"), (mask, "mask")):
+            for path, what in ((init, "init image"), (mask, "mask"), (keep, "keep mask")):
                 if path is not None and not path.is_file():
                     fail(f"{what} file not found: {path}")
             request = GenerationRequest(
@@ -92,6 +94,7 @@ def generate(
                 sampler=sampler, seed=seed, variation_seed=variation_seed, variation_strength=variation_strength,
                 strength=strength, init_image=str(init) if init else None, mask=str(mask) if mask else None,
                 outpaint=Outpaint.parse(outpaint) if outpaint else Outpaint(),
+                keep_mask=str(keep) if keep else None, keep_faces=keep_faces,
             )
         engine = make_engine(models)
         request = engine.prepare(request)
@@ -112,6 +115,9 @@ def generate(
         path = _free_path(out_dir, img.seed)
         save_png(img.image, path, img.parameters, request_json(result.request, img.index))
         out.print(str(path), highlight=False)
+        if img.drift:
+            kept = f", kept regions {img.drift['kept_ssim']:.3f}" if img.drift["kept_ssim"] is not None else ""
+            console.print(f"  drift: SSIM {img.drift['ssim']:.3f} overall{kept}", highlight=False)
 
 
 def _request_from_image(path: Path):

@@ -47,6 +47,8 @@ class Engine:
     # --- resolution ------------------------------------------------------
 
     def prepare(self, request: GenerationRequest) -> GenerationRequest:
+        if request.mode is Mode.upscale:
+            return self._prepare_upscale(request)
         info = self.catalog.get(request.model)
         update: dict = {"model": info.name}
         update["sampler"] = canonical_sampler(request.sampler or info.default_sampler)
@@ -59,7 +61,25 @@ class Engine:
         width, height = self._size(request, info)
         update["width"], update["height"] = width, height
         update["aspect_ratio"] = None
+        if request.hires_scale and request.hires_scale > 1:
+            from .upscale import resolve_upscaler
+
+            update["upscaler"] = resolve_upscaler(request.upscaler, self.catalog.models_dir)
+            big = hires_size(width, height, request.hires_scale)
+            if max(big) > info.max_side:
+                raise RequestError(f"hires fix would make {big[0]}x{big[1]}; model {info.name} allows up to "
+                                   f"{info.max_side} pixels per side")
         return request.model_copy(update=update).with_seed()
+
+    def _prepare_upscale(self, request: GenerationRequest) -> GenerationRequest:
+        """Upscale needs no diffusion model; width/height stay None (the
+        output may exceed the generation limits) and the upscaler is checked."""
+        from .upscale import resolve_upscaler, target_size
+
+        init = load_image(request.init_image, what="init image")
+        target_size(init.size, request.upscale_factor)
+        name = resolve_upscaler(request.upscaler, self.catalog.models_dir)
+        return request.model_copy(update={"upscaler": name, "count": 1}).with_seed()
 
     def _size(self, request: GenerationRequest, info: ModelInfo) -> tuple[int, int]:
         if request.width is not None:
@@ -89,6 +109,8 @@ class Engine:
     def generate(self, request: GenerationRequest, on_progress: Optional[ProgressCallback] = None,
                  cancel: Optional[CancelToken] = None) -> GenerationResult:
         req = self.prepare(request)
+        if req.mode is Mode.upscale:
+            return self._upscale(req)
         info = self.catalog.get(req.model)
         run = _Run(self, req, info, on_progress, cancel)
         with self._lock:
@@ -97,8 +119,30 @@ class Engine:
             seconds = time.perf_counter() - started
         result = GenerationResult(request=req, info={"style": run.style, "model_hash": info.hash, "seconds": seconds})
         for i, (image, seed) in enumerate(zip(pictures, req.seeds())):
+            drift = run.drifts[i].to_dict() if i < len(run.drifts) else None
             result.images.append(GeneratedImage(image=image, seed=seed, index=i,
-                                                parameters=run.parameters(seed, i)))
+                                                parameters=run.parameters(seed, i), drift=drift))
+        return result
+
+    def _upscale(self, req: GenerationRequest) -> GenerationResult:
+        """Upscale mode: no diffusion. The source's own settings (if any) are
+        kept in the infotext with A1111's postprocess keys added."""
+        from .upscale import upscale
+
+        source = load_image(req.init_image, what="init image")
+        started = time.perf_counter()
+        with self._lock:
+            image = upscale(px.to_rgb(source), req.upscale_factor, req.upscaler, self.catalog.models_dir)
+        seconds = time.perf_counter() - started
+        previous = read_parameters(source)
+        fields = {"Size": f"{image.width}x{image.height}", "Postprocess upscale by": req.upscale_factor,
+                  "Postprocess upscaler": req.upscaler}
+        if previous:
+            parameters = previous.rstrip() + ", " + ", ".join(f"{k}: {v}" for k, v in fields.items())
+        else:
+            parameters = format_parameters("", "", {**fields, "Mode": "upscale", "Version": f"imagestudio {__version__}"})
+        result = GenerationResult(request=req, info={"seconds": seconds, "upscaler": req.upscaler})
+        result.images.append(GeneratedImage(image=image, seed=req.seed, index=0, parameters=parameters))
         return result
 
 
@@ -112,6 +156,7 @@ class _Run:
         self.style: Optional[str] = None
         self.prompt, self.negative = req.prompt, req.negative_prompt
         self.strength: Optional[float] = None
+        self.drifts: list = []  # per image, img2img only (engine.keep.Drift)
 
     # prompt ---------------------------------------------------------------
 
@@ -179,6 +224,21 @@ class _Run:
                 Mode.inpaint: self.inpaint, Mode.outpaint: self.outpaint}[mode]()
 
     def txt2img(self) -> list:
+        images = self._txt2img_pass()
+        if self.req.hires_scale and self.req.hires_scale > 1:
+            images = self._hires(images)
+        return images
+
+    def _hires(self, images: list) -> list:
+        """Hires fix: upscale the first pass, then img2img at the larger size."""
+        from .upscale import upscale
+
+        size = hires_size(self.req.width, self.req.height, self.req.hires_scale)
+        big = [upscale(image, 0, self.req.upscaler, self.engine.catalog.models_dir, size=size) for image in images]
+        self.strength = self.req.hires_strength
+        return self._img2img_pass(big, self.req.hires_strength, self.req.hires_steps or self.req.steps)
+
+    def _txt2img_pass(self) -> list:
         pipe = self.engine.cache.get(self.info, "txt2img")
         req = self.req
         scale = pipe.vae_scale_factor
@@ -194,12 +254,28 @@ class _Run:
         return image
 
     def img2img(self) -> list:
-        pipe = self.engine.cache.get(self.info, "img2img")
         init = self._init()
         resized = init.resize((self.req.width, self.req.height), px.Image.LANCZOS)
         self.strength = self.req.strength
-        out = pipe(image=[resized] * self.req.count, strength=self.req.strength, **self._common(pipe))
-        return out.images
+        images = self._img2img_pass([resized] * self.req.count, self.req.strength, self.req.steps)
+        return self._keep(resized, images)
+
+    def _img2img_pass(self, images: list, strength: float, steps: int) -> list:
+        pipe = self.engine.cache.get(self.info, "img2img")
+        kwargs = self._common(pipe)
+        kwargs["num_inference_steps"] = steps
+        return pipe(image=images, strength=strength, **kwargs).images
+
+    def _keep(self, source, images: list) -> list:
+        """Paste kept pixels (keep mask, faces) back bit-exactly; measure drift."""
+        from .keep import detect_faces, drift, keep_region, paste_kept
+
+        mask = load_image(self.req.keep_mask, what="keep mask") if self.req.keep_mask else None
+        faces = detect_faces(source) if self.req.keep_faces else []
+        keep = keep_region(source.size, mask, faces)
+        kept = [paste_kept(source, image, keep) for image in images]
+        self.drifts = [drift(source, image, keep, len(faces)) for image in kept]
+        return kept
 
     def inpaint(self) -> list:
         init = self._init()
@@ -243,10 +319,21 @@ class _Run:
             "Variation seed strength": req.variation_strength if req.variation_strength > 0 else None,
             "Mask blur": req.mask_blur if req.mode in (Mode.inpaint, Mode.outpaint) else None,
             "Style": self.style,
+            "Hires upscale": req.hires_scale if req.hires_scale and req.hires_scale > 1 else None,
+            "Hires steps": (req.hires_steps or req.steps) if req.hires_scale and req.hires_scale > 1 else None,
+            "Hires upscaler": req.upscaler if req.hires_scale and req.hires_scale > 1 else None,
+            "Keep mask": "yes" if req.keep_mask else None,
+            "Keep faces": "yes" if req.keep_faces else None,
+            **(self.drifts[index].fields() if index < len(self.drifts) else {}),
             "Mode": req.mode.value,
             "Version": f"imagestudio {__version__}",
         }
         return format_parameters(self.prompt, self.negative, fields)
+
+
+def hires_size(width: int, height: int, scale: float) -> tuple[int, int]:
+    """The hires-fix output size: `scale` times larger, rounded to multiples of 8."""
+    return (max(8, int(round(width * scale / 8)) * 8), max(8, int(round(height * scale / 8)) * 8))
 
 
 def request_json(request: GenerationRequest, index: int) -> str:

@@ -45,6 +45,8 @@ class GeneratedImage:
     seed: int
     index: int
     parameters: str  # AUTOMATIC1111 infotext written into the PNG
+    #: img2img only: SSIM drift between input and output (see engine.keep.Drift).
+    drift: Optional[dict] = None
 
 
 @dataclass
