@@ -157,6 +157,8 @@ class _Run:
         self.prompt, self.negative = req.prompt, req.negative_prompt
         self.strength: Optional[float] = None
         self.drifts: list = []  # per image, img2img only (engine.keep.Drift)
+        self.encode_prompt: Optional[str] = None  # the prompt without <lora:...> tags
+        self.loras: list[tuple[str, float]] = []
 
     # prompt ---------------------------------------------------------------
 
@@ -178,11 +180,13 @@ class _Run:
 
         n = self.req.count
         if self.info.architecture == "sdxl":
-            pos, neg, pooled, neg_pooled = encode_prompts_sdxl(pipe, self.prompt, self.negative, device=pipe.device)
+            prompt = self.prompt if self.encode_prompt is None else self.encode_prompt
+            pos, neg, pooled, neg_pooled = encode_prompts_sdxl(pipe, prompt, self.negative, device=pipe.device)
             return {"prompt_embeds": pos.repeat(n, 1, 1), "negative_prompt_embeds": neg.repeat(n, 1, 1),
                     "pooled_prompt_embeds": pooled.repeat(n, 1),
                     "negative_pooled_prompt_embeds": neg_pooled.repeat(n, 1)}
-        pos, neg = encode_prompts(pipe, self.prompt, self.negative, device=pipe.device)
+        prompt = self.prompt if self.encode_prompt is None else self.encode_prompt
+        pos, neg = encode_prompts(pipe, prompt, self.negative, device=pipe.device)
         return {"prompt_embeds": pos.repeat(n, 1, 1), "negative_prompt_embeds": neg.repeat(n, 1, 1)}
 
     # progress ---------------------------------------------------------------
@@ -217,11 +221,18 @@ class _Run:
         if self.cancel is not None:
             self.cancel.raise_if_cancelled()
         self._resolve_prompts()
+        from .lora import applied, extract_loras
+
+        self.encode_prompt, self.loras = extract_loras(self.prompt)
         mode = self.req.mode
         if mode is Mode.variation:
             mode = Mode.img2img if self.req.init_image else Mode.txt2img
-        return {Mode.txt2img: self.txt2img, Mode.img2img: self.img2img,
-                Mode.inpaint: self.inpaint, Mode.outpaint: self.outpaint}[mode]()
+        run = {Mode.txt2img: self.txt2img, Mode.img2img: self.img2img,
+               Mode.inpaint: self.inpaint, Mode.outpaint: self.outpaint}[mode]
+        # LoRAs go into the shared UNet/text encoder for this call only.
+        base = self.engine.cache.get(self.info, "txt2img") if self.loras else None
+        with applied(base, self.loras, self.engine.catalog.models_dir):
+            return run()
 
     def txt2img(self) -> list:
         images = self._txt2img_pass()
@@ -322,6 +333,7 @@ class _Run:
             "Hires upscale": req.hires_scale if req.hires_scale and req.hires_scale > 1 else None,
             "Hires steps": (req.hires_steps or req.steps) if req.hires_scale and req.hires_scale > 1 else None,
             "Hires upscaler": req.upscaler if req.hires_scale and req.hires_scale > 1 else None,
+            "Lora hashes": self._lora_hashes(),
             "Keep mask": "yes" if req.keep_mask else None,
             "Keep faces": "yes" if req.keep_faces else None,
             **(self.drifts[index].fields() if index < len(self.drifts) else {}),
@@ -329,6 +341,15 @@ class _Run:
             "Version": f"imagestudio {__version__}",
         }
         return format_parameters(self.prompt, self.negative, fields)
+
+    def _lora_hashes(self) -> Optional[str]:
+        if not self.loras:
+            return None
+        from .catalog import weights_hash
+        from .lora import find_lora
+
+        models = self.engine.catalog.models_dir
+        return ", ".join(f"{name}: {weights_hash(str(find_lora(models, name)))}" for name, _ in self.loras)
 
 
 def hires_size(width: int, height: int, scale: float) -> tuple[int, int]:
