@@ -1,6 +1,7 @@
 // The mask editor (repaint part of an image) and the extend (outpaint) dialog.
 
 import * as api from "./api.js";
+import { blobToDataUri, encodeGreyPng } from "./png.js";
 import { $, $$, ctx, sentence } from "./state.js";
 
 const BRUSH = "#ff3d71";
@@ -62,25 +63,17 @@ function invertMask() {
   g.restore();
 }
 
-/** The mask as a PNG data URI: white where painted, black elsewhere; null if empty. */
-export function maskDataUri() {
+/** The mask as a greyscale PNG data URI: white where painted, black elsewhere; null if empty. */
+export async function maskDataUri() {
   const c = canvas();
-  const src = c.getContext("2d").getImageData(0, 0, c.width, c.height);
-  const out = document.createElement("canvas");
-  out.width = c.width;
-  out.height = c.height;
-  const g = out.getContext("2d");
-  const data = g.createImageData(c.width, c.height);
+  const src = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+  const grey = new Uint8Array(c.width * c.height);
   let painted = 0;
-  for (let i = 0; i < src.data.length; i += 4) {
-    const on = src.data[i + 3] >= 128 ? 255 : 0;
-    painted += on ? 1 : 0;
-    data.data[i] = data.data[i + 1] = data.data[i + 2] = on;
-    data.data[i + 3] = 255;
+  for (let i = 0; i < grey.length; i++) {
+    if (src[i * 4 + 3] >= 128) { grey[i] = 255; painted++; }
   }
   if (!painted) return null;
-  g.putImageData(data, 0, 0);
-  return out.toDataURL("image/png");
+  return blobToDataUri(await encodeGreyPng(c.width, c.height, grey));
 }
 
 function modelFor(image) {
@@ -137,9 +130,9 @@ export function openRepaint(image) {
   $("#brush-size").focus();
 }
 
-function submitRepaint(event) {
+async function submitRepaint(event) {
   event.preventDefault();
-  const mask = maskDataUri();
+  const mask = await maskDataUri();
   if (!mask) {
     $("#err-repaint").textContent = "Paint over the area to change first.";
     return;

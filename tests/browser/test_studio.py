@@ -1,0 +1,349 @@
+"""The studio page in real Chromium against a real server: prompt counter,
+generate and wait, reuse settings, repaint with a mask, extend, image to
+image from an upload, cancel, history search and delete, shared-mode credits,
+phone layout and keyboard use."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import pytest
+from PIL import Image, ImageChops, PngImagePlugin
+from playwright.sync_api import expect
+from serverkit import TINY, wait_job
+
+from conftest import shot
+
+JOB_TIMEOUT = 90_000  # ms: a tiny job on 2 busy cores
+
+
+def open_studio(page, server) -> None:
+    page.goto(server.url)
+    page.wait_for_selector("body[data-ready=true]")
+    expect(page.locator("#model option")).not_to_have_count(0)
+
+
+def set_options(page, *, count: int = 1, steps: int = 2, model: str = "tiny") -> None:
+    page.select_option("#model", model)
+    page.click(f"#counts label:has(input[value='{count}'])")
+    if not page.locator("#advanced").evaluate("d => d.open"):
+        page.click("#advanced summary")
+    page.fill("#steps", str(steps))
+
+
+def wait_batch(page, count: int):
+    """The newest result batch once its `count` images have loaded."""
+    batch = page.locator(".batch").first
+    tiles = batch.locator(".tile img")
+    expect(tiles).to_have_count(count, timeout=JOB_TIMEOUT)
+    page.wait_for_function(
+        "n => { const imgs = document.querySelectorAll('.batch:first-child .tile img');"
+        " return imgs.length === n && [...imgs].every(i => i.complete && i.naturalWidth > 0); }",
+        arg=count, timeout=JOB_TIMEOUT)
+    return batch
+
+
+def api_image(server, image_id: str) -> Image.Image:
+    with server.client() as client:
+        return Image.open(io.BytesIO(client.get(f"/api/images/{image_id}/file").content)).convert("RGB")
+
+
+def make_image(server, prompt: str, **extra) -> dict:
+    with server.client() as client:
+        response = client.post("/api/jobs", json={**TINY, "prompt": prompt, "count": 1, **extra})
+        assert response.status_code == 202, response.text
+        job = wait_job(client, response.json()["id"])
+    assert job["state"] == "succeeded", job
+    return job["images"][0]
+
+
+def test_prompt_counter_and_generate_disabled_when_prompt_empty(page, server):
+    open_studio(page, server)
+    generate = page.locator("#generate")
+    expect(generate).to_be_disabled()
+    expect(page.locator("#generate-reason")).to_contain_text("Write a prompt")
+    expect(page.locator("#prompt-count")).to_have_text("0/2000")
+
+    page.locator("#prompt").press_sequentially("a red circle")
+    expect(page.locator("#prompt-count")).to_have_text("12/2000")
+    expect(generate).to_be_enabled()
+    expect(page.locator("#generate-cost")).to_have_text(re.compile(r"\d+ credits?"))
+
+    page.fill("#prompt", "   ")
+    expect(generate).to_be_disabled()
+    expect(page.locator("#generate-reason")).to_contain_text("Write a prompt")
+
+
+def test_invalid_setting_is_explained_next_to_it(page, server):
+    open_studio(page, server)
+    page.fill("#prompt", "a red circle")
+    page.click("#ratios label:has(input[value=custom])")
+    page.fill("#width", "1000")  # not a multiple of 8... and over the tiny model's limit
+    page.fill("#width", "1004")
+    expect(page.locator("#err-size")).to_contain_text("multiple of 8")
+    expect(page.locator("#generate")).to_be_disabled()
+    page.fill("#width", "1024")  # a multiple of 8, but over the tiny model's 256 px: the server says so
+    expect(page.locator("#err-size")).to_contain_text("256")
+    expect(page.locator("#generate")).to_be_disabled()
+    page.fill("#width", "64")
+    page.fill("#height", "64")
+    expect(page.locator("#generate")).to_be_enabled()
+
+
+def test_generate_two_images_then_reuse_settings_restores_the_seed(page, server):
+    open_studio(page, server)
+    set_options(page, count=2)
+    page.fill("#prompt", "a red circle on a blue square")
+    page.locator("#prompt").press("Control+Enter")  # the keyboard shortcut generates
+    expect(page.locator(".job").first).to_be_visible()
+    batch = wait_batch(page, 2)
+    shot(page, "desktop-results")
+
+    tiles = batch.locator(".tile")
+    seeds = [int(s) for s in tiles.evaluate_all("ts => ts.map(t => t.dataset.seed)")]
+    assert seeds[1] == seeds[0] + 1
+    second_id = tiles.nth(1).get_attribute("data-image-id")
+
+    page.click("#seed-dice")  # back to a random seed
+    expect(page.locator("#seed")).to_have_value("-1")
+    page.fill("#prompt", "something else")
+    tiles.nth(1).locator("[data-action=reuse]").click()
+    expect(page.locator("#seed")).to_have_value(str(seeds[1]))
+    expect(page.locator("#seed-lock")).to_have_attribute("aria-pressed", "true")
+    expect(page.locator("#prompt")).to_have_value("a red circle on a blue square")
+    with server.client() as client:
+        assert client.get(f"/api/images/{second_id}").json()["seed"] == seeds[1]
+
+    # Generating with the restored settings makes the same picture again.
+    page.click("#counts label:has(input[value='1'])")
+    page.click("#generate")
+    expect(page.locator(".batch")).to_have_count(2, timeout=JOB_TIMEOUT)
+    again = wait_batch(page, 1).locator(".tile").first
+    assert int(again.get_attribute("data-seed")) == seeds[1]
+    diff = ImageChops.difference(api_image(server, again.get_attribute("data-image-id")), api_image(server, second_id))
+    assert diff.getbbox() is None
+
+
+def test_repaint_changes_only_the_painted_area(page, server, tmp_path):
+    original = make_image(server, "a green square on white")
+    open_studio(page, server)
+    set_options(page)
+    page.click("#tab-history")
+    tile = page.locator(f".tile[data-image-id='{original['id']}']")
+    tile.locator("[data-action=repaint]").click()
+    dialog = page.locator("#repaint")
+    expect(dialog).to_be_visible()
+    canvas = page.locator("#mask-canvas")
+    page.wait_for_function("() => document.querySelector('#mask-image').naturalWidth > 0")
+    page.fill("#brush-size", "96")
+    box = canvas.bounding_box()
+    # One stroke across the upper-left quarter.
+    x0, y0 = box["x"] + box["width"] * 0.2, box["y"] + box["height"] * 0.25
+    x1, y1 = box["x"] + box["width"] * 0.45, box["y"] + box["height"] * 0.25
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    page.mouse.move(x1, y1, steps=8)
+    page.mouse.up()
+    shot(page, "desktop-repaint")
+    page.fill("#repaint-prompt", "a red flower")
+    page.click("#repaint-submit")
+    expect(dialog).to_be_hidden()
+    page.click("#tab-create") if not page.locator("#view-create").is_visible() else None
+    result = wait_batch(page, 1).locator(".tile").first
+
+    with page.expect_download() as info:
+        result.locator("[data-action=download]").click()
+    path = tmp_path / "repainted.png"
+    info.value.save_as(path)
+    repainted = Image.open(path).convert("RGB")
+    before = api_image(server, original["id"])
+    assert repainted.size == before.size
+
+    # The painted band, in image pixels, widened by the brush radius and a margin.
+    scale = before.width / box["width"]
+    radius = 96 * scale / 2 + 2
+    left, right = (x0 - box["x"]) * scale - radius, (x1 - box["x"]) * scale + radius
+    top, bottom = (y0 - box["y"]) * scale - radius, (y0 - box["y"]) * scale + radius
+    changed = outside = 0
+    for y in range(before.height):
+        for x in range(before.width):
+            differs = before.getpixel((x, y)) != repainted.getpixel((x, y))
+            inside = left <= x <= right and top <= y <= bottom
+            changed += differs and inside
+            outside += differs and not inside
+    assert outside == 0, f"{outside} pixels changed outside the painted area"
+    assert changed > 0, "nothing changed inside the painted area"
+
+
+def test_extend_adds_canvas_on_the_chosen_side(page, server):
+    original = make_image(server, "a blue sky")
+    open_studio(page, server)
+    set_options(page)
+    page.click("#tab-history")
+    page.locator(f".tile[data-image-id='{original['id']}'] [data-action=extend]").click()
+    expect(page.locator("#extend")).to_be_visible()
+    page.uncheck("#extend input[value=left]")
+    page.fill("#extend-amount", "64")
+    page.dispatch_event("#extend-amount", "input")
+    page.click("#extend-submit")
+    result = wait_batch(page, 1).locator(".tile").first
+    image = api_image(server, result.get_attribute("data-image-id"))
+    assert image.size == (original["width"] + 64, original["height"])
+
+
+def _png_with_parameters(path, size=(80, 72)) -> None:
+    image = Image.new("RGB", size, (40, 160, 60))
+    for x in range(20, 60):
+        for y in range(20, 50):
+            image.putpixel((x, y), (240, 240, 30))
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", "a yellow box on grass\nNegative prompt: blurry\n"
+                                "Steps: 2, Sampler: Euler, CFG scale: 5.0, Seed: 7, Size: 80x72, Model: tiny")
+    image.save(path, pnginfo=info)
+
+
+def test_upload_an_image_for_image_to_image(page, server, tmp_path):
+    upload = tmp_path / "photo.png"
+    _png_with_parameters(upload)
+    open_studio(page, server)
+    set_options(page, steps=3)
+    page.set_input_files("#reference-file", str(upload))
+    expect(page.locator("#reference-tools")).to_be_visible()
+    expect(page.locator("#reference-image")).to_be_visible()
+    page.click("#analyse")
+    expect(page.locator("#prompt")).to_have_value("a yellow box on grass")
+    expect(page.locator("#negative")).to_have_value("blurry")
+    expect(page.locator("#steps")).to_have_value("2")
+    expect(page.locator("#analyse-result")).to_contain_text("1:1")
+    page.fill("#strength", "0.5")
+    shot(page, "desktop-image-to-image")
+    page.click("#generate")
+    result = wait_batch(page, 1)
+    expect(result.locator(".batch-head")).to_contain_text("Image to image")
+    image_id = result.locator(".tile").first.get_attribute("data-image-id")
+    with server.client() as client:
+        settings = client.get(f"/api/images/{image_id}/settings").json()
+    assert settings["mode"] == "img2img"
+    assert settings["strength"] == 0.5
+    assert settings["prompt"] == "a yellow box on grass"
+
+
+def test_cancel_a_running_job(page, server):
+    open_studio(page, server)
+    set_options(page, steps=150)
+    page.fill("#prompt", "a slow picture")
+    page.click("#generate")
+    job = page.locator(".job").first
+    expect(job.locator(".status")).to_contain_text("Step", timeout=JOB_TIMEOUT)
+    shot(page, "desktop-running")
+    job.locator(".cancel").click()
+    expect(job).to_have_attribute("data-state", "cancelled", timeout=JOB_TIMEOUT)
+    expect(job.locator(".status")).to_contain_text("Cancelled")
+    job_id = job.get_attribute("data-job-id")
+    with server.client() as client:
+        assert client.get(f"/api/jobs/{job_id}").json()["state"] == "cancelled"
+
+
+def test_history_search_open_and_delete(page, server):
+    giraffe = make_image(server, "a purple giraffe under the moon")
+    submarine = make_image(server, "a yellow submarine")
+    open_studio(page, server)
+    page.click("#tab-history")
+    expect(page.locator(f".tile[data-image-id='{submarine['id']}']")).to_be_visible()
+    page.fill("#history-search", "giraffe")
+    expect(page.locator("#history-total")).to_contain_text("1 image found")
+    expect(page.locator("#history-grid .tile")).to_have_count(1)
+    card = page.locator("#history-grid .tile").first
+    assert card.get_attribute("data-image-id") == giraffe["id"]
+    expect(card).to_contain_text("purple giraffe")
+    expect(page.locator("#history-total")).to_contain_text("1 image found")
+    shot(page, "desktop-history")
+
+    card.locator(".open").click()
+    viewer = page.locator("#viewer")
+    expect(viewer).to_be_visible()
+    expect(viewer.locator("[data-setting=seed]")).to_have_text(str(giraffe["seed"]))
+    shot(page, "desktop-viewer")
+    page.keyboard.press("Escape")
+    expect(viewer).to_be_hidden()
+
+    page.fill("#history-search", "submarine")
+    expect(page.locator("#history-grid .tile")).to_have_count(1)
+    found = page.locator(f"#history-grid .tile[data-image-id='{submarine['id']}']")
+    expect(found).to_be_visible()
+    found.locator(".open").click()
+    viewer.locator("[data-action=delete]").click()
+    expect(page.locator("#confirm")).to_be_visible()
+    page.click("#confirm-ok")
+    expect(page.locator(f".tile[data-image-id='{submarine['id']}']")).to_have_count(0)
+    with server.client() as client:
+        assert client.get(f"/api/images/{submarine['id']}").status_code == 404
+
+
+def test_shared_mode_asks_for_a_key_and_blocks_generate_without_credits(page, shared_server):
+    poor = shared_server.add_user("poor-browser", 0)
+    rich = shared_server.add_user("rich-browser", 3)
+    page.goto(shared_server.url)
+    dialog = page.locator("#key-dialog")
+    expect(dialog).to_be_visible()
+    page.fill("#api-key", "not-a-key")
+    page.click("#key-form button[type=submit]")
+    expect(page.locator("#err-key")).to_contain_text("not accepted")
+    page.fill("#api-key", poor)
+    page.click("#key-form button[type=submit]")
+    expect(dialog).to_be_hidden()
+    expect(page.locator("#balance")).to_contain_text("0 credits")
+    set_options(page)
+    page.fill("#prompt", "a red circle")
+    expect(page.locator("#generate")).to_be_disabled()
+    expect(page.locator("#generate-reason")).to_contain_text("Not enough credits")
+    shot(page, "desktop-shared-no-credits")
+
+    page.click("#account-button")
+    expect(dialog).to_be_visible()
+    page.fill("#api-key", rich)
+    page.click("#key-form button[type=submit]")
+    expect(page.locator("#balance")).to_contain_text("3 credits")
+    expect(page.locator("#generate")).to_be_enabled()
+    page.click("#generate")
+    wait_batch(page, 1)  # images load with the key (a plain <img src> could not send it)
+    expect(page.locator("#balance")).to_contain_text("2 credits")
+
+
+def test_phone_layout_generates_and_fits(phone_page, server):
+    page = phone_page
+    open_studio(page, server)
+    set_options(page)
+    page.fill("#prompt", "a lighthouse at night")
+    page.locator("#prompt").scroll_into_view_if_needed()
+    page.click("#generate")
+    wait_batch(page, 1)
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, f"the page is {width}px wide on a 390px screen"
+    page.evaluate("window.scrollTo(0, 0)")
+    shot(page, "phone-create")
+    page.click("#tab-history")
+    expect(page.locator("#history-grid .tile").first).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    shot(page, "phone-history")
+
+
+def test_keyboard_only_generate(page, server):
+    open_studio(page, server)
+    set_options(page)
+    page.focus("#prompt")
+    page.keyboard.type("a keyboard cat")
+    for _ in range(12):  # Tab from the prompt to Generate
+        if page.evaluate("document.activeElement.id") == "generate":
+            break
+        page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "generate"
+    page.keyboard.press("Enter")
+    wait_batch(page, 1)
+    # Enter on a result opens it large; Escape closes it.
+    page.locator(".batch .tile .open").first.focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#viewer")).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(page.locator("#viewer")).to_be_hidden()
