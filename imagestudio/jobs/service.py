@@ -173,6 +173,7 @@ class JobService:
         self.queue = JobQueue(huey, self._run)
         self._tokens: dict[str, CancelToken] = {}
         self._changed = threading.Condition()
+        self._version = 0
         self._stopping = False
 
     # --- lifecycle ------------------------------------------------------
@@ -448,7 +449,14 @@ class JobService:
 
     def _notify(self) -> None:
         with self._changed:
+            self._version += 1
             self._changed.notify_all()
+
+    @property
+    def version(self) -> int:
+        """Bumped whenever a job changes in this process: a cheap way for
+        pollers (SSE) to know when re-reading the job row is worth it."""
+        return self._version
 
     def _finish(self, job_id: str, state: str, error: Optional[str], *, refund: bool,
                 from_states: tuple[str, ...] = ("running",)) -> bool:

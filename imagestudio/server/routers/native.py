@@ -212,9 +212,11 @@ def _sse(event: str, data: dict, event_id: int) -> bytes:
 
 @router.get("/jobs/{job_id}/events", summary="Server-Sent Events: queued, started, progress, done")
 async def job_events(job_id: str, request: Request, user: Account = User, service: JobService = Service):
+    seen = service.version
     first = await run_in_threadpool(service.get, user, job_id)  # 404 before the stream starts
 
     async def stream():
+        nonlocal seen
         view = first
         event_id = 0
         last_position = None
@@ -241,13 +243,18 @@ async def job_events(job_id: str, request: Request, user: Account = User, servic
                 yield chunk
             if view.done:
                 return
-            now = asyncio.get_running_loop().time()
-            if not out and now - last_ping > 15:
-                last_ping = now
+            loop = asyncio.get_running_loop()
+            if not out and loop.time() - last_ping > 15:
+                last_ping = loop.time()
                 yield b": keep-alive\n\n"
+            # Wake on a change made in this process at once; re-read anyway
+            # every 0.5 s (a worker on another machine changes only the row).
+            since = loop.time()
+            while service.version == seen and loop.time() - since < 0.5:
+                await asyncio.sleep(0.01)
             if await request.is_disconnected():
                 return
-            await asyncio.sleep(0.05)
+            seen = service.version
             view = await run_in_threadpool(service.get, user, job_id)
 
     return StreamingResponse(stream(), media_type="text/event-stream",
