@@ -31,7 +31,7 @@ from ..request import MAX_IMAGE_BYTES, GenerationRequest, load_image
 from ..store import accounts
 from ..store.accounts import Account
 from ..store.db import Database, Image, Job, new_id
-from .errors import ImageNotFound, JobNotFound, QueueUnavailable
+from .errors import ImageNotFound, JobNotFound, PayloadTooLarge, QueueUnavailable
 from .queue import JobQueue
 
 log = logging.getLogger(__name__)
@@ -304,7 +304,7 @@ class JobService:
             ref = getattr(request, name)
             if data is not None:
                 if len(data) > self.max_upload_bytes:
-                    raise ImageError(
+                    raise PayloadTooLarge(
                         f"{name} upload is {len(data) // 1024} KB; the limit is {self.max_upload_bytes // 1024} KB"
                     )
                 run_update[name] = str(self._save_input(input_dir, name, data))
@@ -326,7 +326,7 @@ class JobService:
                 public[name] = ref
             else:  # base64 or data URI
                 if len(ref) * 3 // 4 > self.max_upload_bytes:
-                    raise ImageError(f"{name} is larger than the upload limit of {self.max_upload_bytes // 1024} KB")
+                    raise PayloadTooLarge(f"{name} is larger than the upload limit of {self.max_upload_bytes // 1024} KB")
                 image = load_image(ref, what=name)
                 input_dir.mkdir(parents=True, exist_ok=True)
                 path = input_dir / f"{name}.png"

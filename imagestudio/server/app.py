@@ -43,7 +43,7 @@ def build_service(settings: Settings, *, engine: Any = None, catalog: Any = None
         catalog,
         settings.data_dir,
         huey,
-        allow_paths=not settings.shared,
+        allow_paths=settings.allow_paths,
         max_upload_bytes=settings.max_upload_bytes,
     )
 

@@ -35,6 +35,9 @@ class Settings:
     #: Run the job worker inside the server process.
     worker: bool = True
     workers: int = 1
+    #: Let requests name image files on the server's disk. Off: over HTTP an
+    #: image is uploaded, sent as base64, or referenced as image:<id>.
+    allow_paths: bool = False
     #: Whole request body (JSON with base64 images included).
     max_body_bytes: int = 40 * 1024 * 1024
     #: One uploaded image (multipart file or decoded base64).

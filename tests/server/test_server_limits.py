@@ -83,7 +83,10 @@ def test_each_bad_request_gets_its_4xx_and_harms_nothing(guarded):
     noise.save(buf, format="PNG")
     assert len(buf.getvalue()) > 64 * 1024
     _assert_error(client.post("/api/jobs", data={"request": request},
-                              files={"init_image": ("big.png", buf.getvalue(), "image/png")}), 400, "limit")
+                              files={"init_image": ("big.png", buf.getvalue(), "image/png")}), 413, "limit")
+    big_b64 = base64.b64encode(buf.getvalue()).decode()
+    _assert_error(client.post("/api/jobs", json={"prompt": "a cat", "mode": "img2img", "init_image": big_b64, **TINY}),
+                  413, "limit")
     _assert_error(client.post("/api/jobs", data={"request": request},
                               files={"init_image": ("a.png", b"GIF89a not really", "image/png")}), 400, "could not be read")
     _assert_error(client.post("/api/jobs", data={"request": request},

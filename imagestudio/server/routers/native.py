@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from ...errors import RequestError
-from ...jobs.errors import ImageNotFound, NotFound
+from ...jobs.errors import ImageNotFound, NotFound, PayloadTooLarge
 from ...jobs.service import IMAGE_FIELDS, JobService
 from ...request import GenerationRequest
 from ...store import accounts, gallery
@@ -147,7 +147,7 @@ async def _read_job_request(request: Request, max_upload: int) -> tuple[dict, di
                     if key not in IMAGE_FIELDS:
                         raise RequestError(f"unexpected file field {key!r}; images go in {', '.join(IMAGE_FIELDS)}")
                     if value.size is not None and value.size > max_upload:
-                        raise RequestError(f"{key} upload is larger than the limit of {max_upload // 1024} KB")
+                        raise PayloadTooLarge(f"{key} upload is larger than the limit of {max_upload // 1024} KB")
                     inputs[key] = await value.read(max_upload + 1)
                     data.setdefault(key, f"upload:{key}")  # the request model wants a reference
                 elif key == "request":
