@@ -95,3 +95,25 @@ def test_redis_queue_survives_a_restart(make_server, redis_queue, tmp_path):
         assert wait_job(client, job["id"])["state"] == "succeeded"
     assert client.get(f"/api/jobs/{cancelled['id']}").json()["state"] == "cancelled"
     assert client.get("/api/images").json()["total"] == 2
+
+
+def test_serve_cli_with_postgresql_and_redis(tmp_path, server_models, pg_url, redis_queue):
+    redis_url, name = redis_queue
+    data = tmp_path / "pg-data"
+    server = spawn_server(data, server_models, args=("--db", pg_url, "--redis", redis_url, "--queue-name", name))
+    try:
+        client = server.client()
+        job = wait_job(client, client.post("/api/jobs", json={"prompt": "a green circle", **TINY}).json()["id"])
+        assert job["state"] == "succeeded", job
+        assert client.get("/api/images", params={"q": "green"}).json()["total"] == 1
+        assert not (data / "studio.db").exists() and not (data / "queue.db").exists()
+    finally:
+        server.stop()
+    assert server.process.returncode == 0, "SIGINT shuts the server down cleanly"
+
+
+def test_binding_another_address_implies_shared_mode():
+    from imagestudio.server.settings import Settings
+
+    assert Settings(host="0.0.0.0").shared and Settings(host="192.168.1.5").shared
+    assert not Settings(host="127.0.0.1").shared and Settings(host="127.0.0.1", shared=True).shared
