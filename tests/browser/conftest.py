@@ -99,5 +99,6 @@ def phone_page(playwright_browser):
 def shot(page, name: str) -> Path:
     SHOTS.mkdir(parents=True, exist_ok=True)
     path = SHOTS / f"{name}.png"
+    page.evaluate("() => { const s = document.querySelector('#settings'); if (s) s.scrollTop = 0; }")
     page.screenshot(path=str(path))
     return path

@@ -18,10 +18,11 @@ const ACTIONS = [
 ];
 
 /** A toolbar for one image; `wide` shows labels (viewer), compact shows icons. */
-export function imageActions(image, { compact = false, withDelete = false } = {}) {
+export function imageActions(image, { compact = false, withDelete = false, only = null } = {}) {
   const bar = el("div", { class: compact ? "actions" : "actions wide", role: "toolbar", "aria-label": "Image actions" });
   for (const action of ACTIONS) {
     if (action.when && !action.when()) continue;
+    if (only && !only.includes(action.id)) continue;
     const button = el("button", { type: "button", title: action.label, "aria-label": action.label, dataset: { action: action.id } }, icon(action.icon));
     if (!compact) button.append(el("span", { text: action.label }));
     if (action.toggle) button.setAttribute("aria-pressed", String(!!image.favourite));
@@ -109,9 +110,9 @@ async function vary(image) {
 
 async function upscale(image) {
   try {
-    const job = await api.post(ctx.caps.upscale.replace("{image_id}", image.id), {});
     toCreate();
-    if (job && job.id) toast("Upscaling…");
+    await ctx.submitJob({ mode: "upscale", init_image: `image:${image.id}`, prompt: image.prompt || "", model: image.model, upscale_factor: 2 },
+      { label: `Upscale ×2 · ${image.prompt}` });
   } catch (err) { fail(err); }
 }
 

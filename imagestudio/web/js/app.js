@@ -48,9 +48,13 @@ async function refreshMe() {
     ctx.me = me;
     ctx.signedOut = false;
     const balance = $("#balance");
-    balance.hidden = !me.shared;
+    balance.hidden = false;
+    balance.classList.toggle("local", !me.shared);
     $("#account-button").hidden = !me.shared;
-    if (me.shared) {
+    if (!me.shared) {
+      balance.textContent = "Local studio";
+      balance.title = "This studio runs on this machine: no key, no credit limit";
+    } else {
       balance.textContent = me.unlimited ? `${me.name} · unlimited` : `${me.name} · ${me.credits} credit${me.credits === 1 ? "" : "s"}`;
       balance.classList.toggle("low", !me.unlimited && me.credits <= 0);
       balance.title = "Your credit balance";
@@ -117,12 +121,13 @@ async function loadCatalog() {
 }
 
 async function loadCapabilities() {
-  // Actions the server may not have yet (upscale) show only when their route exists.
+  // Actions the server may not have yet (upscale) show only when its request schema offers them.
   try {
     const schema = await (await fetch("/openapi.json")).json();
-    const paths = Object.keys(schema.paths || {});
-    ctx.caps.upscale = paths.find((p) => p.startsWith("/api/") && /upscale/.test(p) && schema.paths[p].post) || null;
-  } catch { ctx.caps.upscale = null; }
+    const schemas = (schema.components && schema.components.schemas) || {};
+    const modes = (schemas.Mode && schemas.Mode.enum) || [];
+    ctx.caps.upscale = modes.includes("upscale");
+  } catch { ctx.caps.upscale = false; }
 }
 
 // --- keyboard -------------------------------------------------------------------------

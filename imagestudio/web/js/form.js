@@ -96,6 +96,7 @@ export function renderCatalog() {
     const first = $("input[name=style]");
     if (first) first.checked = true;
   }
+  updateStyleInfo();
   onModelChange();
 }
 
@@ -139,6 +140,11 @@ function onModelChange() {
   $("#guidance").placeholder = model ? String(model.default_guidance) : "";
   $("#sampler").options[0].textContent = model ? `Model default (${model.default_sampler})` : "Model default";
   updateSizeInfo();
+}
+
+function updateStyleInfo() {
+  const style = ctx.styles.find((s) => s.name === selectedStyle());
+  $("#style-info").textContent = style ? `${style.name}: ${style.description}` : "";
 }
 
 function selectedStyle() {
@@ -381,6 +387,7 @@ export function fill(settings) {
   const styleName = settings.style || "None";
   const style = $$("input[name=style]").find((i) => i.value.toLowerCase() === styleName.toLowerCase());
   if (style) style.checked = true;
+  updateStyleInfo();
   if (settings.model && ctx.models.some((m) => m.name === settings.model)) $("#model").value = settings.model;
   else if (settings.model) $("#err-model").textContent = `Model ${settings.model} is not installed; using ${$("#model").value}.`;
   onModelChange();
@@ -522,6 +529,7 @@ export function init() {
   }
   $("#settings").addEventListener("change", (event) => {
     if (event.target.name === "ratio") updateSizeInfo();
+    if (event.target.name === "style") updateStyleInfo();
     changed();
   });
   $("#enhance").addEventListener("change", changed);

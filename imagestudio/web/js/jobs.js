@@ -149,6 +149,6 @@ export function tile(image, { caption = false } = {}) {
   const node = el("figure", { class: "tile", dataset: { imageId: image.id, seed: String(image.seed) } }, open);
   node.style.margin = "0";
   if (caption) node.append(el("figcaption", { class: "caption", text: image.prompt || "(no prompt)" }));
-  node.append(imageActions(image, { compact: true }));
+  node.append(imageActions(image, { compact: true, only: caption ? ["download", "favourite", "reference", "repaint", "extend", "reuse"] : null }));
   return node;
 }

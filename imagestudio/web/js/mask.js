@@ -122,6 +122,12 @@ export function openRepaint(image) {
   c.height = image.height;
   clearMask();
   img.removeAttribute("src");
+  // The image fills a box without letterboxing, so the canvas over it maps 1:1.
+  const box = Math.min(512, window.innerWidth - 72);
+  const scale = Math.min(box / image.width, (window.innerHeight * 0.5) / image.height);
+  img.style.width = `${Math.round(image.width * scale)}px`;
+  img.style.height = `${Math.round(image.height * scale)}px`;
+  img.classList.toggle("small", scale > 2);
   api.showImage(img, image.url);
   $("#repaint-prompt").value = image.prompt || $("#prompt").value;
   $("#err-repaint").textContent = "";
