@@ -40,6 +40,14 @@ def test_txt2img_returns_seeded_images_with_info(api):
     assert diff.max() <= 2
 
 
+def test_txt2img_hires_fix(api):
+    pytest.importorskip("imagestudio.engine.upscale")
+    result = api.txt2img(prompt="a house", seed=8, enable_hr=True, hr_scale=2, hr_upscaler=webuiapi.HiResUpscaler.Latent,
+                         denoising_strength=0.5, hr_second_pass_steps=2, **SMALL)
+    assert result.image.size == (128, 128)
+    assert result.info["width"] == 128 and result.info["all_seeds"] == [8]
+
+
 def test_img2img_with_mask_keeps_unmasked_pixels(api):
     rng = np.random.default_rng(0)
     init = Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))

@@ -60,6 +60,19 @@ def test_txt2img_defaults_use_the_selected_checkpoint_and_model_defaults():
     assert req.variation_seed is None and req.seed == -1
 
 
+def test_hires_fix_maps_to_our_hires_fields():
+    body = {"prompt": "x", "width": 64, "height": 64, "enable_hr": True, "hr_scale": 2, "denoising_strength": 0.4,
+            "hr_second_pass_steps": 3, "hr_upscaler": "Latent (antialiased)",
+            "alwayson_scripts": {"ControlNet": {"args": []}, "ADetailer": {"args": [False]}}}  # "off" is fine
+    req = a1111.txt2img_request(a1111.parse_payload(a1111.Txt2ImgPayload, body)).request
+    assert (req.hires_scale, req.hires_strength, req.hires_steps, req.upscaler) == (2, 0.4, 3, "Lanczos")
+    body.update(hr_resize_x=192, hr_resize_y=128, hr_upscaler="Nearest", hr_second_pass_steps=0)
+    req = a1111.txt2img_request(a1111.parse_payload(a1111.Txt2ImgPayload, body)).request
+    assert (req.hires_scale, req.hires_steps, req.upscaler) == (3, None, "Nearest")
+    plain = a1111.txt2img_request(a1111.Txt2ImgPayload(prompt="x", denoising_strength=0.7)).request
+    assert plain.hires_scale is None
+
+
 def test_sampler_index_and_aliases():
     assert a1111.sampler_for(a1111.Txt2ImgPayload(sampler_index="euler_a")) == "Euler a"
     assert a1111.sampler_for(a1111.Txt2ImgPayload(sampler_name="Euler a", scheduler="automatic")) == "Euler a"
@@ -69,7 +82,8 @@ def test_sampler_index_and_aliases():
     ({"prompt": "x", "batch_size": 3, "n_iter": 2}, "batch_size"),
     ({"prompt": "x", "sampler_name": "Nope"}, None),
     ({"prompt": "x", "styles": ["A", "B"]}, "styles"),
-    ({"prompt": "x", "enable_hr": True}, "enable_hr"),
+    ({"prompt": "x", "enable_hr": True, "hr_scale": 5}, "hr_scale"),
+    ({"prompt": "x", "alwayson_scripts": {"ControlNet": {"args": [{"module": "canny"}]}}}, "alwayson_scripts"),
     ({"prompt": "x", "script_name": "x/y/z plot"}, "script_name"),
     ({"prompt": "", "width": 64, "height": 64}, "prompt"),
     ({"prompt": "x", "steps": 0}, "steps"),
@@ -78,7 +92,7 @@ def test_sampler_index_and_aliases():
 def test_txt2img_bad_input_is_a_request_error(body, param):
     with pytest.raises(Exception) as info:
         a1111.txt2img_request(a1111.parse_payload(a1111.Txt2ImgPayload, body))
-    assert getattr(info.value, "http_status", None) == (422 if param == "seed" else 400)
+    assert getattr(info.value, "http_status", None) == (422 if param in ("seed", "alwayson_scripts") else 400)
     if param:
         assert info.value.param == param
 

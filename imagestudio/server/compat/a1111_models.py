@@ -30,6 +30,10 @@ _RENAME = {
     "variation_seed": "subseed",
     "variation_strength": "subseed_strength",
     "init_image": "init_images",
+    "hires_scale": "hr_scale",
+    "hires_steps": "hr_second_pass_steps",
+    "hires_strength": "denoising_strength",
+    "upscaler": "hr_upscaler",
     "model": "override_settings.sd_model_checkpoint",
     "style": "styles",
 }
@@ -80,8 +84,14 @@ class Txt2ImgPayload(BaseModel):
     send_images: bool = True
     save_images: bool = False
     enable_hr: bool = False
+    hr_scale: float = 2.0
+    hr_upscaler: Optional[str] = None
+    hr_second_pass_steps: int = 0
+    hr_resize_x: int = 0
+    hr_resize_y: int = 0
     tiling: Optional[bool] = False
     script_name: Optional[str] = None
+    alwayson_scripts: Optional[dict[str, Any]] = None
 
 
 class Img2ImgPayload(Txt2ImgPayload):
@@ -137,8 +147,13 @@ def sampler_for(payload: Txt2ImgPayload) -> Optional[str]:
 def _common_fields(payload: Txt2ImgPayload, default_model: Optional[str]) -> dict[str, Any]:
     if payload.script_name:
         raise FieldError(f"script {payload.script_name!r} not found: Image Studio runs no A1111 scripts", "script_name")
-    if payload.enable_hr:
-        raise FieldError("enable_hr (hires fix) is not available through the A1111 API of Image Studio", "enable_hr")
+    for name, script in (payload.alwayson_scripts or {}).items():
+        args = script.get("args") if isinstance(script, dict) else script
+        if args and args != [False]:  # [] / [False] is how clients say "off"
+            error = FieldError(f"always-on script {name!r} not found: Image Studio runs no A1111 extensions",
+                               "alwayson_scripts")
+            error.http_status = 422  # as A1111 answers an unknown script
+            raise error
     if payload.tiling:
         raise FieldError("tiling is not supported by Image Studio", "tiling")
     count = max(1, payload.batch_size) * max(1, payload.n_iter)
@@ -171,9 +186,32 @@ def _common_fields(payload: Txt2ImgPayload, default_model: Optional[str]) -> dic
     return fields
 
 
+# A1111's latent upscalers have no pixel-space twin; Lanczos is the closest.
+def hires_upscaler(name: Optional[str]) -> str:
+    if not name or name == "None" or name.startswith("Latent"):
+        return "Lanczos"
+    return name
+
+
+def _hires_fields(payload: Txt2ImgPayload, width: int, height: int) -> dict[str, Any]:
+    """enable_hr: draw at width x height, upscale by hr_scale (or to
+    hr_resize_x/y), then repaint at denoising_strength."""
+    scale = payload.hr_scale
+    if payload.hr_resize_x > 0 or payload.hr_resize_y > 0:
+        scale = max(payload.hr_resize_x / max(width, 1), payload.hr_resize_y / max(height, 1))
+    return {
+        "hires_scale": scale,
+        "hires_strength": payload.denoising_strength if payload.denoising_strength is not None else 0.7,
+        "hires_steps": payload.hr_second_pass_steps or None,
+        "upscaler": hires_upscaler(payload.hr_upscaler),
+    }
+
+
 def txt2img_request(payload: Txt2ImgPayload, default_model: Optional[str] = None) -> Translated:
     fields = _common_fields(payload, default_model)
     fields["mode"] = Mode.txt2img
+    if payload.enable_hr:
+        fields.update(_hires_fields(payload, fields["width"], fields["height"]))
     return Translated(build_request(fields, _RENAME))
 
 
