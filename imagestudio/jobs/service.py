@@ -473,6 +473,8 @@ class JobService:
                     update(Job).where(Job.id == job_id, Job.refunded.is_(False)).values(refunded=True)
                 ).rowcount:
                     accounts.refund(s, job.user_id, job.cost, job_id)
+        if moved:
+            shutil.rmtree(self.data_dir / "inputs" / job_id, ignore_errors=True)
         self._notify()
         return bool(moved)
 
@@ -551,7 +553,10 @@ class JobService:
             settings = dict(public, **{k: v for k, v in request.model_dump(mode="json").items() if k not in IMAGE_FIELDS})
             settings.update(seed=generated.seed, count=1)
             settings_json = json.dumps(settings)
-            _save_png(generated.image, self.data_dir / rel, generated.parameters, settings_json)
+            # The PNG's own chunk has the engine's shape (see engine.request_json),
+            # so `imagestudio generate --from image.png` reads server images too.
+            chunk = json.dumps({"request": settings, "index": generated.index}, separators=(",", ":"))
+            _save_png(generated.image, self.data_dir / rel, generated.parameters, chunk)
             width, height = generated.image.size
             rows.append(
                 Image(
@@ -601,14 +606,6 @@ def _thumbnail_png(image) -> bytes:
 
 
 def _save_png(image, path: Path, parameters: str, request_json: str) -> None:
-    try:
-        from ..store.metadata import save_png
-    except ImportError:  # metadata module not landed yet: the same chunk by hand
-        from PIL.PngImagePlugin import PngInfo
+    from ..store.metadata import save_png
 
-        info = PngInfo()
-        info.add_text("parameters", parameters)
-        info.add_text("imagestudio", request_json)
-        image.save(path, format="PNG", pnginfo=info)
-        return
     save_png(image, path, parameters, request_json)

@@ -55,6 +55,11 @@ def create_app(settings: Optional[Settings] = None, *, service: Optional[JobServ
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        # Blocking calls (A1111 txt2img waits for its job) hold a worker thread
+        # each: allow many, so waiting clients never starve quick requests.
+        import anyio.to_thread
+
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.thread_limit
         service.db.create_all()
         app.state.local_user = None if settings.shared else local_account(service.db)
         service.start(worker=settings.worker, workers=settings.workers)

@@ -38,6 +38,8 @@ class Settings:
     #: Let requests name image files on the server's disk. Off: over HTTP an
     #: image is uploaded, sent as base64, or referenced as image:<id>.
     allow_paths: bool = False
+    #: Threads for blocking request handlers (a blocking A1111 call holds one).
+    thread_limit: int = 200
     #: Whole request body (JSON with base64 images included).
     max_body_bytes: int = 40 * 1024 * 1024
     #: One uploaded image (multipart file or decoded base64).

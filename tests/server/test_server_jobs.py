@@ -10,7 +10,7 @@ import time
 
 from PIL import Image
 
-from imagestudio.store.metadata import parse_parameters, read_parameters
+from imagestudio.store.metadata import parse_parameters, read_parameters, read_request
 from serverkit import TINY, sse_events, wait_job
 
 SLOW = dict(TINY, steps=60)  # ~3 s on one core: long enough to cancel mid-run
@@ -51,6 +51,8 @@ def test_submit_streams_progress_in_order_and_serves_the_png(local_server):
     assert fields["prompt"] == "a red circle on the grass"
     assert fields["Seed"] == str(first["seed"]) and fields["Steps"] == "4"
     assert done["images"][1]["seed"] == first["seed"] + 1
+    chunk = read_request(png.content)  # the engine's own chunk shape: `generate --from` reads it
+    assert chunk["request"]["seed"] == first["seed"] and chunk["request"]["prompt"] == "a red circle on the grass"
 
     # Reuse settings: the request that makes exactly this image again.
     settings = client.get(f"/api/images/{first['id']}/settings").json()
@@ -172,3 +174,23 @@ def test_events_of_a_finished_job_end_at_once_and_preview(local_server):
     assert [n for n, _ in events] == ["started", "done"]
     if previews:  # the engine decodes a preview every few steps on small models
         assert client.get(previews[0]).headers["content-type"] == "image/png"
+
+
+def test_stopping_the_server_fails_the_running_job_and_keeps_the_queue(make_server, tmp_path):
+    data = tmp_path / "graceful"
+    server = make_server(data, shared=True)
+    key = server.add_user("ann", credits=5)
+    client = server.client(key)
+    running = client.post("/api/jobs", json={"prompt": "a slow green star", **SLOW}).json()
+    queued = client.post("/api/jobs", json={"prompt": "a waiting blue star", **TINY}).json()
+    for name, _ in sse_events(client, running["id"]):
+        if name == "progress":
+            break
+    server.stop()  # graceful: the running job stops at its next step
+
+    server = make_server(data, shared=True)
+    client = server.client(key)
+    stopped = client.get(f"/api/jobs/{running['id']}").json()
+    assert stopped["state"] == "failed" and "stopped" in stopped["error"] and stopped["refunded"]
+    assert wait_job(client, queued["id"])["state"] == "succeeded"
+    assert client.get("/api/me").json()["credits"] == 4
