@@ -25,6 +25,9 @@ def open_studio(page, server) -> None:
 
 
 def set_options(page, *, count: int = 1, steps: int = 2, model: str = "tiny") -> None:
+    toggle = page.locator("#settings-toggle")  # a phone shows the settings folded
+    if toggle.is_visible() and toggle.get_attribute("aria-expanded") == "false":
+        toggle.click()
     page.select_option("#model", model)
     page.click(f"#counts label:has(input[value='{count}'])")
     if not page.locator("#advanced").evaluate("d => d.open"):
@@ -236,20 +239,50 @@ def test_upload_an_image_for_image_to_image(page, server, tmp_path):
     assert settings["prompt"] == "a yellow box on grass"
 
 
-def test_cancel_a_running_job(page, server):
+def test_queue_places_and_cancel_a_running_job(page, server):
     open_studio(page, server)
     set_options(page, steps=150)
     page.fill("#prompt", "a slow picture")
     page.click("#generate")
-    job = page.locator(".job").first
-    expect(job.locator(".status")).to_contain_text("Step", timeout=JOB_TIMEOUT)
+    running = page.locator(".job").first
+    expect(running.locator(".status")).to_contain_text("Step", timeout=JOB_TIMEOUT)
+    running_id = running.get_attribute("data-job-id")
+
+    page.fill("#prompt", "a second picture, queued behind")
+    page.click("#generate")
+    expect(page.locator(".job")).to_have_count(2)
+    queued = page.locator(".job").first
+    expect(queued).to_have_attribute("data-state", "queued")
+    expect(queued.locator(".status")).to_contain_text("in line")
     shot(page, "desktop-running")
-    job.locator(".cancel").click()
-    expect(job).to_have_attribute("data-state", "cancelled", timeout=JOB_TIMEOUT)
-    expect(job.locator(".status")).to_contain_text("Cancelled")
-    job_id = job.get_attribute("data-job-id")
+
+    queued.locator(".cancel").click()
+    expect(queued).to_have_attribute("data-state", "cancelled")
+    running = page.locator(f".job[data-job-id='{running_id}']")
+    running.locator(".cancel").click()
+    expect(running).to_have_attribute("data-state", "cancelled", timeout=JOB_TIMEOUT)
+    expect(running.locator(".status")).to_contain_text("Cancelled")
     with server.client() as client:
-        assert client.get(f"/api/jobs/{job_id}").json()["state"] == "cancelled"
+        assert client.get(f"/api/jobs/{running_id}").json()["state"] == "cancelled"
+    running.locator("[aria-label=Dismiss]").click()
+    expect(page.locator(f".job[data-job-id='{running_id}']")).to_have_count(0)
+
+
+def test_drop_an_image_on_the_reference_area(page, server, tmp_path):
+    upload = tmp_path / "dropped.png"
+    _png_with_parameters(upload)
+    open_studio(page, server)
+    data = list(upload.read_bytes())
+    page.evaluate("""bytes => {
+        const file = new File([new Uint8Array(bytes)], "dropped.png", {type: "image/png"});
+        const transfer = new DataTransfer();
+        transfer.items.add(file);
+        document.querySelector("#dropzone").dispatchEvent(new DragEvent("drop", {dataTransfer: transfer, bubbles: true, cancelable: true}));
+    }""", data)
+    expect(page.locator("#reference-image")).to_be_visible()
+    expect(page.locator("#analyse-result")).to_contain_text("80 × 72")
+    page.click("#reference-clear")
+    expect(page.locator("#reference-image")).to_be_hidden()
 
 
 def test_history_search_open_and_delete(page, server):
@@ -328,6 +361,9 @@ def test_phone_layout_generates_and_fits(phone_page, server):
     wait_batch(page, 1)
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390, f"the page is {width}px wide on a 390px screen"
+    page.click("#settings-toggle")  # fold the settings again
+    expect(page.locator("#model")).to_be_hidden()
+    expect(page.locator("#settings-summary")).to_contain_text("tiny")
     page.evaluate("window.scrollTo(0, 0)")
     shot(page, "phone-create")
     page.click("#tab-history")

@@ -69,9 +69,15 @@ export function showError(err) {
       input.setAttribute("aria-invalid", "true");
     }
     if (slot === "err-negative") $("#negative-box").open = true;
+    if (node.closest("#settings")) expandSettings();
     if (["err-seed", "err-steps", "err-guidance", "err-sampler"].includes(slot)) $("#advanced").open = true;
   }
   return first;
+}
+
+export function expandSettings() {
+  $("#settings").classList.remove("collapsed");
+  $("#settings-toggle").setAttribute("aria-expanded", "true");
 }
 
 // --- catalog controls -----------------------------------------------------------
@@ -314,6 +320,7 @@ export function setReferenceImage(image) {
 
 function setReference(ref) {
   state.reference = ref;
+  expandSettings();
   const img = $("#reference-image");
   img.hidden = false;
   if (ref.kind === "upload") img.src = ref.dataUri;
@@ -451,7 +458,18 @@ function blockReason() {
   return "";
 }
 
+function updateSummary() {
+  const parts = [$("#model").value, selectedStyle() && selectedStyle() !== "None" ? selectedStyle() : null];
+  const ratio = selectedRatio();
+  parts.push(ratio === "custom" ? `${$("#width").value}×${$("#height").value}` : ratio);
+  const count = Number($("input[name=count]:checked").value);
+  parts.push(`${count} image${count === 1 ? "" : "s"}`);
+  if (state.reference) parts.push("reference");
+  $("#settings-summary").textContent = parts.filter(Boolean).join(" · ");
+}
+
 export function refreshButton() {
+  updateSummary();
   const reason = blockReason();
   const button = $("#generate");
   button.disabled = !!reason;
@@ -547,6 +565,10 @@ export function init() {
     changed();
   });
   $("#strength").addEventListener("input", updateStrength);
+  $("#settings-toggle").addEventListener("click", () => {
+    const collapsed = $("#settings").classList.toggle("collapsed");
+    $("#settings-toggle").setAttribute("aria-expanded", String(!collapsed));
+  });
 
   const drop = $("#dropzone");
   const file = $("#reference-file");
