@@ -69,6 +69,16 @@ def generate(
     guidance: Optional[float] = typer.Option(None, "--guidance", "--cfg"),
     model: Optional[str] = typer.Option(None, "--model", "-m"),
     models: Optional[Path] = typer.Option(None, "--models", help="Models folder (default: $IMAGESTUDIO_MODELS or data/models)."),
+    hires_scale: Optional[float] = typer.Option(None, "--hires-scale", help="Hires fix: generate, upscale by this (e.g. 2), then img2img."),
+    hires_strength: float = typer.Option(0.45, "--hires-strength", help="Hires fix: denoising strength of the second pass."),
+    hires_steps: Optional[int] = typer.Option(None, "--hires-steps", help="Hires fix: steps of the second pass (default: --steps)."),
+    upscaler: str = typer.Option("Lanczos", "--upscaler", help="Hires fix upscaler: Lanczos, Studio or a model in models/ESRGAN."),
+    control: Optional[str] = typer.Option(None, "--control", help="ControlNet guidance: canny or scribble (needs --control-image)."),
+    control_image: Optional[Path] = typer.Option(None, "--control-image", help="Photo (canny) or drawing (scribble) to follow."),
+    control_weight: float = typer.Option(1.0, "--control-weight", help="ControlNet conditioning scale (0-2)."),
+    control_start: float = typer.Option(0.0, "--control-start", help="Fraction of the steps where control starts."),
+    control_end: float = typer.Option(1.0, "--control-end", help="Fraction of the steps where control ends."),
+    control_model: Optional[str] = typer.Option(None, "--control-model", help="ControlNet name in models/ControlNet."),
     keep: Optional[Path] = typer.Option(None, "--keep", help="img2img: mask whose white pixels stay exactly as they are."),
     keep_faces: bool = typer.Option(False, "--keep-faces", help="img2img: keep detected faces unchanged."),
     from_image: Optional[Path] = typer.Option(None, "--from", help="Re-run the exact settings stored in a studio PNG."),
@@ -84,7 +94,7 @@ def generate(
         else:
             if mode is None:
                 mode = "outpaint" if outpaint else "inpaint" if mask else "img2img" if init else "txt2img"
-            for path, what in ((init, "init image"), (mask, "mask"), (keep, "keep mask")):
+            for path, what in ((init, "init image"), (mask, "mask"), (keep, "keep mask"), (control_image, "control image")):
                 if path is not None and not path.is_file():
                     fail(f"{what} file not found: {path}")
             request = GenerationRequest(
@@ -95,6 +105,8 @@ def generate(
                 strength=strength, init_image=str(init) if init else None, mask=str(mask) if mask else None,
                 outpaint=Outpaint.parse(outpaint) if outpaint else Outpaint(),
                 keep_mask=str(keep) if keep else None, keep_faces=keep_faces,
+                hires_scale=hires_scale, hires_strength=hires_strength, hires_steps=hires_steps, upscaler=upscaler,
+                control=_control(control, control_image, control_weight, control_start, control_end, control_model),
             )
         engine = make_engine(models)
         request = engine.prepare(request)
@@ -118,6 +130,16 @@ def generate(
         if img.drift:
             kept = f", kept regions {img.drift['kept_ssim']:.3f}" if img.drift["kept_ssim"] is not None else ""
             console.print(f"  drift: SSIM {img.drift['ssim']:.3f} overall{kept}", highlight=False)
+
+
+def _control(kind, image, weight, start, end, model):
+    from ..request import Control
+
+    if kind is None and image is None:
+        return None
+    if kind is None or image is None:
+        fail("--control and --control-image go together, e.g. --control canny --control-image photo.png")
+    return Control(type=kind, image=str(image), weight=weight, start=start, end=end, model=model)
 
 
 def _request_from_image(path: Path):

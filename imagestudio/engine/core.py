@@ -157,6 +157,8 @@ class _Run:
         self.prompt, self.negative = req.prompt, req.negative_prompt
         self.strength: Optional[float] = None
         self.drifts: list = []  # per image, img2img only (engine.keep.Drift)
+        self.controlnet: Optional[str] = None  # name of the ControlNet used
+        self.control_image = None  # the preprocessed control image
         self.encode_prompt: Optional[str] = None  # the prompt without <lora:...> tags
         self.loras: list[tuple[str, float]] = []
 
@@ -250,15 +252,33 @@ class _Run:
         return self._img2img_pass(big, self.req.hires_strength, self.req.hires_steps or self.req.steps)
 
     def _txt2img_pass(self) -> list:
-        pipe = self.engine.cache.get(self.info, "txt2img")
         req = self.req
+        extra: dict = {}
+        if req.control is not None:
+            pipe, extra = self._control()
+        else:
+            pipe = self.engine.cache.get(self.info, "txt2img")
         scale = pipe.vae_scale_factor
         shape = (pipe.unet.config.out_channels if hasattr(pipe, "unet") else 4, req.height // scale, req.width // scale)
         vseed = req.variation_seed if req.variation_strength > 0 else None
         latents = initial_latents(req.seeds(), shape, vseed, req.variation_strength)
         out = pipe(height=req.height, width=req.width, latents=latents.to(pipe.device, pipe.unet.dtype),
-                   **self._common(pipe))
+                   **self._common(pipe), **extra)
         return out.images
+
+    def _control(self):
+        """The ControlNet pipeline and its arguments for `req.control`."""
+        from .control import choose_controlnet, preprocess
+
+        control = self.req.control
+        name, path = choose_controlnet(self.engine.catalog.models_dir, control.type, control.model)
+        self.controlnet = name
+        pipe = self.engine.cache.get_control(self.info, path)
+        source = load_image(control.image, what="control image")
+        image = preprocess(control.type, source, (self.req.width, self.req.height), control.preprocess)
+        self.control_image = image
+        return pipe, {"image": [image] * self.req.count, "controlnet_conditioning_scale": control.weight,
+                      "control_guidance_start": control.start, "control_guidance_end": control.end}
 
     def _init(self):
         image = px.to_rgb(load_image(self.req.init_image, what="init image"))
@@ -334,6 +354,7 @@ class _Run:
             "Hires steps": (req.hires_steps or req.steps) if req.hires_scale and req.hires_scale > 1 else None,
             "Hires upscaler": req.upscaler if req.hires_scale and req.hires_scale > 1 else None,
             "Lora hashes": self._lora_hashes(),
+            "ControlNet 0": self._control_text(),
             "Keep mask": "yes" if req.keep_mask else None,
             "Keep faces": "yes" if req.keep_faces else None,
             **(self.drifts[index].fields() if index < len(self.drifts) else {}),
@@ -341,6 +362,13 @@ class _Run:
             "Version": f"imagestudio {__version__}",
         }
         return format_parameters(self.prompt, self.negative, fields)
+
+    def _control_text(self) -> Optional[str]:
+        c = self.req.control
+        if c is None or self.controlnet is None:
+            return None
+        return (f"Module: {c.type}, Model: {self.controlnet}, Weight: {c.weight}, "
+                f"Guidance Start: {c.start}, Guidance End: {c.end}")
 
     def _lora_hashes(self) -> Optional[str]:
         if not self.loras:

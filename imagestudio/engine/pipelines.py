@@ -54,6 +54,24 @@ class PipelineCache:
                 entry[kind] = _derive(entry["txt2img"], kind)
             return entry[kind]
 
+    def get_control(self, info: ModelInfo, controlnet: Path):
+        """The txt2img ControlNet pipeline for `controlnet` (a diffusers
+        folder), sharing the model's components; cached beside its modes."""
+        from diffusers import AutoPipelineForText2Image
+
+        from .control import load_controlnet
+
+        kind = f"control:{controlnet}"
+        with self._lock:
+            base = self.get(info, "txt2img")
+            entry = self._models[f"{info.source}:{info.path}"]
+            if kind not in entry:
+                net = load_controlnet(Path(controlnet), base.unet.dtype).to(self.device)
+                pipe = AutoPipelineForText2Image.from_pipe(base, controlnet=net)
+                pipe.set_progress_bar_config(disable=True)
+                entry[kind] = pipe
+            return entry[kind]
+
     def scheduler_config(self, info: ModelInfo) -> dict:
         self.get(info)
         return self._models[f"{info.source}:{info.path}"]["scheduler_config"]
