@@ -3,7 +3,7 @@ registers itself on the app; this file only wires them together."""
 
 import typer
 
-from . import generate, serve, users, train
+from . import extras, generate, serve, users, train
 
 app = typer.Typer(
     help="Image Studio: generate and edit images locally, or serve the studio to a team.",
@@ -11,5 +11,5 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for module in (generate, serve, users, train):
+for module in (generate, serve, users, train, extras):
     module.register(app)
