@@ -230,7 +230,7 @@ class JobService:
         the request's own field then holds a placeholder such as
         "upload:init_image" (GenerationRequest needs a reference to validate).
         Image fields may also hold "image:<id>" (a stored image of this user),
-        base64 / a data URI, or (local mode only) a file path."""
+        base64 / a data URI, or a file path (only with allow_paths)."""
         if not isinstance(request, GenerationRequest):
             request = GenerationRequest.model_validate(request)
         job_id = new_id()
@@ -276,7 +276,9 @@ class JobService:
             ref = getattr(request, name)
             if isinstance(ref, str) and ref.startswith("image:"):
                 update[name] = str(self.data_dir / self._own_image(user, ref[6:]).path)
-            elif isinstance(ref, str) and os.path.exists(ref) and not self.allow_paths:
+            elif isinstance(ref, str) and ref.startswith("upload:"):
+                update[name] = None  # not sent for an estimate: priced at the given or native size
+            elif isinstance(ref, str) and len(ref) < 4096 and os.path.exists(ref) and not self.allow_paths:
                 raise RequestError(f"{name}: the server does not read file paths; upload the image instead")
         return self.cost_of(self._prepare(request.model_copy(update=update)))
 

@@ -71,6 +71,9 @@ def test_estimate_charge_and_402(make_server):
     assert client.post("/api/estimate", json={"prompt": "a sun", **TINY}).json() == {"cost": 1, "balance": 5, "affordable": True}
     big = dict(TINY, width=128, height=128, count=2)
     assert client.post("/api/estimate", json={"prompt": "a sun", **big}).json()["cost"] == 8
+    # An image the page will upload later is priced at the requested size.
+    upload = {"prompt": "a sun", "mode": "img2img", "init_image": "upload:init_image", **TINY}
+    assert client.post("/api/estimate", json=upload).json()["cost"] == 1
     refused = client.post("/api/jobs", json={"prompt": "a sun", **big})
     assert refused.status_code == 402
     assert refused.json()["error"]["code"] == "insufficient_credits"
