@@ -268,9 +268,10 @@ def test_queue_places_and_cancel_a_running_job(page, server):
     expect(page.locator(f".job[data-job-id='{running_id}']")).to_have_count(0)
 
 
-def test_drop_an_image_on_the_reference_area(page, server, tmp_path):
+def test_drop_an_image_or_pick_one_from_history_as_reference(page, server, tmp_path):
     upload = tmp_path / "dropped.png"
     _png_with_parameters(upload)
+    stored = make_image(server, "an orange kite")
     open_studio(page, server)
     data = list(upload.read_bytes())
     page.evaluate("""bytes => {
@@ -283,6 +284,14 @@ def test_drop_an_image_on_the_reference_area(page, server, tmp_path):
     expect(page.locator("#analyse-result")).to_contain_text("80 × 72")
     page.click("#reference-clear")
     expect(page.locator("#reference-image")).to_be_hidden()
+
+    page.click("#reference-pick")
+    expect(page.locator("#view-history")).to_be_visible()
+    page.locator(f"#history-grid .tile[data-image-id='{stored['id']}'] [data-action=reference]").click()
+    expect(page.locator("#view-create")).to_be_visible()
+    expect(page.locator("#reference-image")).to_be_visible()
+    expect(page.locator("#prompt")).to_have_value("an orange kite")
+    expect(page.locator("#settings-summary")).to_contain_text("reference")
 
 
 def test_history_search_open_and_delete(page, server):

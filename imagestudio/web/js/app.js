@@ -19,6 +19,7 @@ function showView(name) {
     $(`#${tab.getAttribute("aria-controls")}`).hidden = !selected;
   }
   if (name === "history") ctx.historyShown();
+  else document.body.classList.remove("picking");
   if (location.hash !== `#${name}`) history_replace(name);
 }
 

@@ -33,13 +33,14 @@ export function errorSlot(field, message) {
   const root = String(field || "").split(".")[0];
   if (FIELD_ERRORS[root]) return FIELD_ERRORS[root];
   const m = String(message || "").toLowerCase();
+  if (/credit/.test(m)) return "err-request";
   if (/negative/.test(m)) return "err-negative";
   if (/prompt/.test(m)) return "err-prompt";
   if (/\b(width|height|size|aspect|pixels per side)\b/.test(m)) return "err-size";
   if (/sampler/.test(m)) return "err-sampler";
   if (/style/.test(m)) return "err-style";
   if (/\bmodel\b/.test(m)) return "err-model";
-  if (/init image|reference|upload|image/.test(m)) return "err-reference";
+  if (/init image|init_image|reference|upload|not an image|could not be read/.test(m)) return "err-reference";
   return "err-request";
 }
 
@@ -319,6 +320,7 @@ export function setReferenceImage(image) {
 }
 
 function setReference(ref) {
+  document.body.classList.remove("picking");
   state.reference = ref;
   expandSettings();
   const img = $("#reference-image");
@@ -326,6 +328,7 @@ function setReference(ref) {
   if (ref.kind === "upload") img.src = ref.dataUri;
   else api.showImage(img, ref.url);
   $("#dropzone-hint").hidden = true;
+  $("#reference-pick").hidden = true;
   $("#reference-tools").hidden = false;
   $("#analyse-result").textContent = "";
   const ratio = nearestRatio(ref.width, ref.height, ASPECT_RATIOS);
@@ -340,6 +343,7 @@ export function clearReference() {
   img.hidden = true;
   img.removeAttribute("src");
   $("#dropzone-hint").hidden = false;
+  $("#reference-pick").hidden = false;
   $("#reference-tools").hidden = true;
   $("#reference-file").value = "";
   $("#err-reference").textContent = "";
@@ -587,6 +591,11 @@ export function init() {
     else toast("Drop an image file here.", { error: true });
   });
   $("#reference-clear").addEventListener("click", clearReference);
+  $("#reference-pick").addEventListener("click", () => {
+    document.body.classList.add("picking");
+    ctx.showView("history");
+    toast("Choose an image and press its “Use as reference” button.");
+  });
   $("#analyse").addEventListener("click", analyse);
   updateCounter();
   updateStrength();
