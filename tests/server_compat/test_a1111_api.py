@@ -48,6 +48,19 @@ def test_txt2img_hires_fix(api):
     assert result.info["width"] == 128 and result.info["all_seeds"] == [8]
 
 
+def test_extras_upscale(api):
+    pytest.importorskip("imagestudio.engine.upscale")
+    names = [u["name"] for u in api.get_upscalers()]
+    assert "Lanczos" in names
+    made = api.txt2img(prompt="a tree", seed=6, **SMALL)
+    result = api.extra_single_image(made.image, upscaler_1="Lanczos", upscaling_resize=2)
+    assert result.image.size == (128, 128)
+    assert "Postprocess upscaler: Lanczos" in result.info
+    with pytest.raises(RuntimeError) as info:
+        api.extra_single_image(made.image, upscaler_1="Lanczos", gfpgan_visibility=1)
+    assert info.value.args[0] == 400
+
+
 def test_img2img_with_mask_keeps_unmasked_pixels(api):
     rng = np.random.default_rng(0)
     init = Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))

@@ -309,3 +309,18 @@ def test_decompression_bombs_and_non_images_are_refused():
     with pytest.raises(Exception, match="could not be read") as info:
         oai.edit_request(b"GIF89a-truncated", None, "x")
     assert info.value.http_status == 400
+
+
+def test_extras_payload_to_upscale_request():
+    data = png(Image.new("RGB", (64, 32)))
+    out = a1111.extras_request(a1111.ExtrasPayload(image=b64(data, uri=True), upscaling_resize=3, upscaler_1="None"))
+    req = out.request
+    assert req.mode is Mode.upscale and req.upscale_factor == 3 and req.upscaler == "Lanczos"
+    assert out.inputs["init_image"] == data
+    fit = a1111.extras_request(a1111.ExtrasPayload(image=b64(data), resize_mode=1, upscaling_resize_w=128,
+                                                   upscaling_resize_h=128, upscaler_1="Nearest")).request
+    assert fit.upscale_factor == 4 and fit.upscaler == "Nearest"
+    with pytest.raises(FieldError):
+        a1111.extras_request(a1111.ExtrasPayload(image=b64(data), codeformer_visibility=0.5))
+    body = a1111.extras_response(b"png", "a <cat>\nSteps: 2")
+    assert body["html_info"] == "<p>a &lt;cat&gt;\nSteps: 2</p>" and base64.b64decode(body["image"]) == b"png"

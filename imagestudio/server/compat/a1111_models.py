@@ -7,6 +7,7 @@ SamplerItem, PNGInfoResponse and PromptStyleItem."""
 
 from __future__ import annotations
 
+import html
 import json
 import time
 from typing import Any, Iterable, Optional
@@ -187,7 +188,7 @@ def _common_fields(payload: Txt2ImgPayload, default_model: Optional[str]) -> dic
 
 
 # A1111's latent upscalers have no pixel-space twin; Lanczos is the closest.
-def hires_upscaler(name: Optional[str]) -> str:
+def upscaler_name(name: Optional[str]) -> str:
     if not name or name == "None" or name.startswith("Latent"):
         return "Lanczos"
     return name
@@ -203,7 +204,7 @@ def _hires_fields(payload: Txt2ImgPayload, width: int, height: int) -> dict[str,
         "hires_scale": scale,
         "hires_strength": payload.denoising_strength if payload.denoising_strength is not None else 0.7,
         "hires_steps": payload.hr_second_pass_steps or None,
-        "upscaler": hires_upscaler(payload.hr_upscaler),
+        "upscaler": upscaler_name(payload.hr_upscaler),
     }
 
 
@@ -236,6 +237,58 @@ def img2img_request(payload: Img2ImgPayload, default_model: Optional[str] = None
         if payload.mask_blur is not None:
             fields["mask_blur"] = payload.mask_blur
     return Translated(build_request(fields, _RENAME), inputs)
+
+
+class ExtrasPayload(BaseModel):
+    """POST /extra-single-image (A1111's "Extras" tab): upscaling."""
+
+    model_config = ConfigDict(extra="allow")
+
+    image: str = ""
+    resize_mode: int = 0
+    upscaling_resize: float = 2.0
+    upscaling_resize_w: int = 512
+    upscaling_resize_h: int = 512
+    upscaler_1: Optional[str] = "None"
+    upscaler_2: Optional[str] = "None"
+    extras_upscaler_2_visibility: float = 0.0
+    gfpgan_visibility: float = 0.0
+    codeformer_visibility: float = 0.0
+
+
+def extras_request(payload: ExtrasPayload) -> Translated:
+    """Upscale mode: by `upscaling_resize`, or (resize_mode 1) to fit
+    upscaling_resize_w x upscaling_resize_h."""
+    if payload.gfpgan_visibility > 0 or payload.codeformer_visibility > 0:
+        raise FieldError("face restoration (GFPGAN/CodeFormer) is not available in Image Studio", "gfpgan_visibility")
+    if payload.upscaler_2 not in (None, "", "None") and payload.extras_upscaler_2_visibility > 0:
+        raise FieldError("a second upscaler is not supported: use upscaler_1 only", "upscaler_2")
+    if not payload.image.strip():
+        raise FieldError("image is empty: send the image to upscale", "image")
+    data = b64_to_bytes(payload.image, what="image")
+    width, height = open_image(data, what="image").size
+    factor = payload.upscaling_resize
+    if payload.resize_mode == 1:
+        factor = max(payload.upscaling_resize_w / width, payload.upscaling_resize_h / height)
+    fields = {
+        "mode": Mode.upscale,
+        "init_image": input_ref("init_image"),
+        "upscale_factor": factor,
+        "upscaler": upscaler_name(payload.upscaler_1),
+    }
+    return Translated(build_request(fields, {**_RENAME, "upscale_factor": "upscaling_resize", "upscaler": "upscaler_1"}),
+                      {"init_image": data})
+
+
+def extras_response(png: bytes, infotext: str) -> dict[str, Any]:
+    """ExtrasSingleImageResponse: the image and an HTML line of what was done."""
+    return {"html_info": f"<p>{html.escape(infotext)}</p>", "image": bytes_to_b64(png)}
+
+
+def upscaler_items(names: Iterable[str]) -> list[dict[str, Any]]:
+    """UpscalerItem per upscaler name (built-ins and the user's model files)."""
+    return [{"name": n, "model_name": None if n in ("Lanczos", "Nearest") else n, "model_path": None,
+             "model_url": None, "scale": 4.0} for n in names]
 
 
 # --- responses --------------------------------------------------------------

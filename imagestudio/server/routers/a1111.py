@@ -117,6 +117,29 @@ async def img2img(request: Request, payload: a1111.Img2ImgPayload, service: JobS
         return _error(err)
 
 
+@router.post("/extra-single-image")
+async def extra_single_image(payload: a1111.ExtrasPayload, service: JobService = Depends(get_service),
+                             user: Account = Depends(get_current_user)):
+    """Upscaling, run as an upscale-mode job (queued, charged, kept in history)."""
+    try:
+        translated = await run_in_threadpool(a1111.extras_request, payload)
+        view = await submit_and_wait(service, user, translated, "a1111")
+        if view.state != "succeeded" or not view.images:
+            return _error(StudioError(view.error or f"the upscale job was {view.state}"))
+        image = view.images[0]
+        png = await run_in_threadpool(Path(image.path).read_bytes)
+        return a1111.extras_response(png, image.parameters)
+    except Exception as err:
+        return _error(err)
+
+
+@router.get("/upscalers")
+def upscalers(service: JobService = Depends(get_service), user: Account = Depends(get_current_user)):
+    from ...engine.upscale import list_upscalers  # names only: no model is loaded
+
+    return a1111.upscaler_items(list_upscalers(service.catalog.models_dir))
+
+
 @router.get("/progress")
 def progress(skip_current_image: bool = False, service: JobService = Depends(get_service),
              user: Account = Depends(get_current_user)):
