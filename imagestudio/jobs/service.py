@@ -520,13 +520,20 @@ class JobService:
 
     def _progress_writer(self, job_id: str, token: CancelToken):
         started = time.monotonic()
+        first: list = []  # (time, step) of the first report: model loading is behind us then
         last_preview = [0.0]
 
         def on_progress(progress: Progress) -> None:
             now = time.monotonic()
             values: dict[str, Any] = {"step": progress.step, "total": progress.total}
-            if progress.step:
-                values["eta_seconds"] = round((now - started) / progress.step * (progress.total - progress.step), 2)
+            if not first:
+                first.append((now, progress.step))
+            t0, s0 = first[0]
+            if progress.step > s0:
+                per_step = (now - t0) / (progress.step - s0)
+            else:
+                per_step = (now - started) / max(progress.step, 1)
+            values["eta_seconds"] = round(per_step * (progress.total - progress.step), 2)
             if progress.preview is not None and now - last_preview[0] >= PREVIEW_EVERY_S:
                 last_preview[0] = now
                 values["preview_png"] = _thumbnail_png(progress.preview)
