@@ -128,6 +128,7 @@ async function loadCapabilities() {
     const schemas = (schema.components && schema.components.schemas) || {};
     const modes = (schemas.Mode && schemas.Mode.enum) || [];
     ctx.caps.upscale = modes.includes("upscale");
+    ctx.caps.analyse = Object.keys(schema.paths || {}).find((p) => /^\/api\/.*analy[sz]e/.test(p) && schema.paths[p].post && !p.includes("{")) || null;
   } catch { ctx.caps.upscale = false; }
 }
 

@@ -350,11 +350,25 @@ export function clearReference() {
   changed();
 }
 
-/** Fill prompt, model and size proposals from the reference's PNG metadata. */
+/** Ask the server to analyse the reference, when it offers that; null otherwise. */
+async function serverAnalysis(ref, blob) {
+  if (!ctx.caps.analyse) return null;
+  try {
+    const body = new FormData();
+    body.append("image", blob, ref.name || "reference.png");
+    return await (await api.raw(ctx.caps.analyse, { method: "POST", body })).json();
+  } catch {
+    return null; // fall back to reading the PNG here
+  }
+}
+
+/** Fill prompt, model and size proposals for the reference: from the server's
+ * analysis when it has one, else from the PNG's "parameters" chunk. */
 async function analyse() {
   const ref = state.reference;
   if (!ref) return;
   const out = $("#analyse-result");
+  out.textContent = "Analysing…";
   let blob = ref.blob;
   try {
     if (!blob) blob = await (await api.raw(ref.url)).blob();
@@ -362,28 +376,39 @@ async function analyse() {
     out.textContent = sentence(err.message);
     return;
   }
-  const chunks = await pngTextChunks(blob).catch(() => ({}));
+  const found = { prompt: "", negative_prompt: "", model: null, fields: {}, source: "none" };
+  const server = await serverAnalysis(ref, blob);
+  if (server && typeof server === "object") {
+    Object.assign(found, {
+      prompt: server.prompt || "", negative_prompt: server.negative_prompt || "", model: server.model || null,
+      source: server.source || "server",
+    });
+  } else {
+    const chunks = await pngTextChunks(blob).catch(() => ({}));
+    if (chunks.parameters) {
+      const info = parseInfotext(chunks.parameters);
+      Object.assign(found, { prompt: info.prompt, negative_prompt: info.negative_prompt, model: info.fields.Model || null,
+        fields: info.fields, source: "parameters" });
+    }
+  }
   const notes = [];
+  if (found.prompt) { $("#prompt").value = found.prompt; notes.push("prompt"); }
+  if (found.negative_prompt) { $("#negative").value = found.negative_prompt; $("#negative-box").open = true; }
+  if (found.model && ctx.models.some((m) => m.name === found.model)) {
+    $("#model").value = found.model;
+    onModelChange();
+    notes.push(`model ${found.model}`);
+  } else if (found.model) notes.push(`model ${found.model} is not installed here`);
+  const f = found.fields;
+  if (f.Steps) $("#steps").value = f.Steps;
+  if (f["CFG scale"]) $("#guidance").value = f["CFG scale"];
+  if (f.Sampler && ctx.samplers.includes(f.Sampler)) $("#sampler").value = f.Sampler;
   const ratio = nearestRatio(ref.width, ref.height, ASPECT_RATIOS);
   selectRatio(ratio);
-  notes.push(`size ${ratio} (image is ${ref.width} × ${ref.height})`);
-  if (chunks.parameters) {
-    const info = parseInfotext(chunks.parameters);
-    if (info.prompt) { $("#prompt").value = info.prompt; notes.unshift("prompt"); }
-    if (info.negative_prompt) { $("#negative").value = info.negative_prompt; $("#negative-box").open = true; }
-    const model = info.fields.Model;
-    if (model && ctx.models.some((m) => m.name === model)) {
-      $("#model").value = model;
-      onModelChange();
-      notes.push(`model ${model}`);
-    } else if (model) notes.push(`model ${model} is not installed here`);
-    if (info.fields.Steps) $("#steps").value = info.fields.Steps;
-    if (info.fields["CFG scale"]) $("#guidance").value = info.fields["CFG scale"];
-    if (info.fields.Sampler && ctx.samplers.includes(info.fields.Sampler)) $("#sampler").value = info.fields.Sampler;
-    out.textContent = `Filled from the image: ${notes.join(", ")}. Edit anything before generating.`;
-  } else {
-    out.textContent = `This image carries no prompt; describe it yourself. Proposed ${notes.join(", ")}.`;
-  }
+  notes.push(`size ${ratio} (the image is ${ref.width} × ${ref.height})`);
+  if (!found.prompt) out.textContent = `This image carries no prompt: describe it yourself. Proposed ${notes.join(", ")}.`;
+  else if (found.source === "judge") out.textContent = `A guess from the embedded model: ${notes.join(", ")}. Edit anything before generating.`;
+  else out.textContent = `Filled from the image: ${notes.join(", ")}. Edit anything before generating.`;
   changed();
 }
 
