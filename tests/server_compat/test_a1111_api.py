@@ -61,6 +61,18 @@ def test_extras_upscale(api):
     assert info.value.args[0] == 400
 
 
+def test_txt2img_with_a_controlnet_unit(api):
+    square = Image.new("RGB", (64, 64), (20, 20, 20))
+    square.paste((230, 230, 230), (16, 16, 48, 48))
+    unit = webuiapi.ControlNetUnit(image=square, module="canny", model="tiny-canny [0123abcd]", weight=1.0)
+    # alwayson_scripts passed explicitly: webuiapi's default dict is shared between calls
+    guided = api.txt2img(prompt="a red square", seed=21, controlnet_units=[unit], alwayson_scripts={}, **SMALL)
+    assert "Module: canny, Model: tiny-canny" in guided.info["infotexts"][0]
+    plain = api.txt2img(prompt="a red square", seed=21, alwayson_scripts={}, **SMALL)
+    diff = np.abs(np.asarray(guided.image).astype(int) - np.asarray(plain.image).astype(int))
+    assert diff.mean() > 1, "the ControlNet had no effect"
+
+
 def test_img2img_with_mask_keeps_unmasked_pixels(api):
     rng = np.random.default_rng(0)
     init = Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))

@@ -83,7 +83,7 @@ def test_sampler_index_and_aliases():
     ({"prompt": "x", "sampler_name": "Nope"}, None),
     ({"prompt": "x", "styles": ["A", "B"]}, "styles"),
     ({"prompt": "x", "enable_hr": True, "hr_scale": 5}, "hr_scale"),
-    ({"prompt": "x", "alwayson_scripts": {"ControlNet": {"args": [{"module": "canny"}]}}}, "alwayson_scripts"),
+    ({"prompt": "x", "alwayson_scripts": {"roop": {"args": [True, "face.png"]}}}, "alwayson_scripts"),
     ({"prompt": "x", "script_name": "x/y/z plot"}, "script_name"),
     ({"prompt": "", "width": 64, "height": 64}, "prompt"),
     ({"prompt": "x", "steps": 0}, "steps"),
@@ -324,3 +324,23 @@ def test_extras_payload_to_upscale_request():
         a1111.extras_request(a1111.ExtrasPayload(image=b64(data), codeformer_visibility=0.5))
     body = a1111.extras_response(b"png", "a <cat>\nSteps: 2")
     assert body["html_info"] == "<p>a &lt;cat&gt;\nSteps: 2</p>" and base64.b64decode(body["image"]) == b"png"
+
+
+def test_controlnet_unit_becomes_control():
+    edges = b64(png(Image.new("RGB", (64, 64), "white")))
+    unit = {"image": edges, "module": "canny", "model": "control_v11p_sd15_canny [d14c016b]", "weight": 0.8,
+            "guidance_start": 0.1, "guidance_end": 0.9, "enabled": True}
+    body = {"prompt": "x", "width": 64, "height": 64, "alwayson_scripts": {"ControlNet": {"args": [unit]}}}
+    control = a1111.txt2img_request(a1111.parse_payload(a1111.Txt2ImgPayload, body)).request.control
+    assert (control.type, control.model, control.weight, control.start, control.end, control.preprocess) == (
+        "canny", "control_v11p_sd15_canny", 0.8, 0.1, 0.9, True)
+    assert control.image.startswith("data:image/png;base64,")
+    unit.update(module="none", model="my_scribble_net")
+    control = a1111.txt2img_request(a1111.parse_payload(a1111.Txt2ImgPayload, body)).request.control
+    assert (control.type, control.preprocess) == ("scribble", False)
+    unit.update(module="openpose")
+    with pytest.raises(FieldError, match="openpose") as info:
+        a1111.txt2img_request(a1111.parse_payload(a1111.Txt2ImgPayload, body))
+    assert info.value.http_status == 422
+    unit.update(enabled=False)  # a disabled unit is no control
+    assert a1111.txt2img_request(a1111.parse_payload(a1111.Txt2ImgPayload, body)).request.control is None

@@ -36,6 +36,7 @@ _RENAME = {
     "hires_strength": "denoising_strength",
     "upscaler": "hr_upscaler",
     "model": "override_settings.sd_model_checkpoint",
+    "control": "alwayson_scripts",
     "style": "styles",
 }
 
@@ -150,6 +151,8 @@ def _common_fields(payload: Txt2ImgPayload, default_model: Optional[str]) -> dic
         raise FieldError(f"script {payload.script_name!r} not found: Image Studio runs no A1111 scripts", "script_name")
     for name, script in (payload.alwayson_scripts or {}).items():
         args = script.get("args") if isinstance(script, dict) else script
+        if name.lower() == "controlnet":
+            continue  # translated by control_field
         if args and args != [False]:  # [] / [False] is how clients say "off"
             error = FieldError(f"always-on script {name!r} not found: Image Studio runs no A1111 extensions",
                                "alwayson_scripts")
@@ -184,7 +187,59 @@ def _common_fields(payload: Txt2ImgPayload, default_model: Optional[str]) -> dic
     if payload.subseed_strength > 0:
         fields["variation_seed"] = payload.subseed if payload.subseed >= 0 else -1
         fields["variation_strength"] = payload.subseed_strength
+    control = control_field(payload)
+    if control is not None:
+        fields["control"] = control
     return fields
+
+
+def _unprocessable(message: str, param: str) -> FieldError:
+    error = FieldError(message, param)
+    error.http_status = 422
+    return error
+
+
+def control_field(payload: Txt2ImgPayload) -> Optional[dict[str, Any]]:
+    """The sd-webui-controlnet extension's unit (alwayson_scripts.ControlNet.args)
+    -> our `control`. Its modules map to our preprocessors: canny -> canny,
+    scribble_* / invert -> scribble, none -> the image already is the map."""
+    units: list = []
+    for name, script in (payload.alwayson_scripts or {}).items():
+        if name.lower() == "controlnet":
+            units = (script.get("args") if isinstance(script, dict) else script) or []
+    units = [u for u in units if isinstance(u, dict) and u.get("enabled", True) and (u.get("image") or u.get("input_image"))]
+    if not units:
+        return None
+    if len(units) > 1:
+        raise _unprocessable(f"{len(units)} ControlNet units given; Image Studio applies one per request",
+                             "alwayson_scripts")
+    unit = units[0]
+    module = str(unit.get("module") or "none").lower()
+    model = checkpoint_name(unit.get("model"))
+    model = None if model in (None, "None", "none") else model
+    if module == "none":
+        kind, preprocess = ("scribble" if model and "scribble" in model.lower() else "canny"), False
+    elif module.startswith("canny"):
+        kind, preprocess = "canny", True
+    elif module.startswith(("scribble", "invert")):
+        kind, preprocess = "scribble", True
+    else:
+        raise _unprocessable(f"ControlNet module {module!r} is not available; use canny, scribble or none",
+                             "alwayson_scripts")
+    image = unit.get("image") or unit.get("input_image")
+    if isinstance(image, dict):  # {"image": ..., "mask": ...}, an older form
+        image = image.get("image")
+    source = open_image(b64_to_bytes(str(image), what="ControlNet image"), what="ControlNet image")
+    return {
+        "type": kind,
+        # Inline: the job service stores top-level image fields only.
+        "image": "data:image/png;base64," + bytes_to_b64(to_png(rgb(source))),
+        "model": model,
+        "weight": float(unit.get("weight", 1.0)),
+        "start": float(unit.get("guidance_start", 0.0)),
+        "end": float(unit.get("guidance_end", 1.0)),
+        "preprocess": preprocess,
+    }
 
 
 # A1111's latent upscalers have no pixel-space twin; Lanczos is the closest.
