@@ -309,6 +309,18 @@ def test_history_search_open_and_delete(page, server):
     expect(page.locator("#history-total")).to_contain_text("1 image found")
     shot(page, "desktop-history")
 
+    card.locator("[data-action=favourite]").click()
+    expect(card.locator("[data-action=favourite]")).to_have_attribute("aria-pressed", "true")
+    page.fill("#history-search", "")
+    page.click("label.switch:has(#history-favourites)")
+    expect(page.locator("#history-total")).to_contain_text("found")
+    expect(page.locator(f"#history-grid .tile[data-image-id='{submarine['id']}']")).to_have_count(0)
+    expect(page.locator(f"#history-grid .tile[data-image-id='{giraffe['id']}']")).to_be_visible()
+    page.click("label.switch:has(#history-favourites)")
+    page.fill("#history-search", "giraffe")
+    expect(page.locator("#history-grid .tile")).to_have_count(1)
+    card = page.locator(f"#history-grid .tile[data-image-id='{giraffe['id']}']")
+
     card.locator(".open").click()
     viewer = page.locator("#viewer")
     expect(viewer).to_be_visible()

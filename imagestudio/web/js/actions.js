@@ -90,9 +90,19 @@ function formCount() {
   return Number(document.querySelector("input[name=count]:checked").value);
 }
 
+/** Stored settings without references to one-off uploads ("upload:init_image"),
+ * which the server cannot resolve again. */
+function resubmittable(settings) {
+  const out = {};
+  for (const [key, value] of Object.entries(settings)) {
+    out[key] = typeof value === "string" && value.startsWith("upload:") ? null : value;
+  }
+  return out;
+}
+
 async function vary(image) {
   try {
-    const settings = await api.get(`/api/images/${image.id}/settings`);
+    const settings = resubmittable(await api.get(`/api/images/${image.id}/settings`));
     let request;
     if (settings.mode === "txt2img") {
       // Same seed, a little of a second noise: a close relative of this image.
