@@ -344,3 +344,14 @@ def test_controlnet_unit_becomes_control():
     assert info.value.http_status == 422
     unit.update(enabled=False)  # a disabled unit is no control
     assert a1111.txt2img_request(a1111.parse_payload(a1111.Txt2ImgPayload, body)).request.control is None
+
+
+def test_openai_studio_extensions():
+    body = oai.parse_generations({"prompt": "a cat", "style": "Comic", "seed": 5, "steps": 3,
+                                  "negative_prompt": "dog", "sampler": "DDIM", "quality": "hd"})
+    req = oai.generation_request(body).request
+    assert (req.style, req.seed, req.steps, req.negative_prompt, req.sampler) == ("Comic", 5, 3, "dog", "DDIM")
+    assert oai.generation_request(oai.parse_generations({"prompt": "x", "style": "vivid"})).request.style is None
+    with pytest.raises(FieldError) as info:
+        oai.generation_request(oai.parse_generations({"prompt": "x", "seed": -5}))
+    assert info.value.param == "seed"

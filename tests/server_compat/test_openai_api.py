@@ -41,6 +41,17 @@ def test_generate_b64(client):
     assert result.data[0].revised_prompt is None  # drawn as asked
 
 
+def test_generate_with_studio_extensions(client):
+    first = client.images.generate(model="tiny", prompt="a cat", size="64x64", response_format="b64_json",
+                                   style="Comic", extra_body={"seed": 42, "negative_prompt": "dog"})
+    params = decoded(first.data[0]).info["parameters"]
+    assert "Seed: 42" in params and "Style: Comic" in params and "Negative prompt:" in params
+    assert first.data[0].revised_prompt and "a cat" in first.data[0].revised_prompt  # the style changed the prompt
+    again = client.images.generate(model="tiny", prompt="a cat", size="64x64", response_format="b64_json",
+                                   style="Comic", extra_body={"seed": 42, "negative_prompt": "dog"})
+    assert again.data[0].b64_json == first.data[0].b64_json
+
+
 def test_generate_url_is_fetchable(client, local_server):
     result = client.images.generate(model="dall-e-3", prompt="a yellow sun", size="64x64", response_format="url")
     url = result.data[0].url

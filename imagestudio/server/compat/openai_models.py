@@ -20,6 +20,11 @@ RESPONSE_FORMATS = ("url", "b64_json")
 
 _RENAME = {"count": "n", "init_image": "image", "width": "size", "height": "size"}
 
+#: Image Studio extensions a client may add (openai SDK: `extra_body={...}`).
+EXTENSIONS = ("negative_prompt", "seed", "steps", "guidance", "sampler", "enhance")
+#: OpenAI's own `style` values (DALL-E 3); any other value names one of our style presets.
+OPENAI_STYLES = ("vivid", "natural")
+
 
 class GenerationsBody(BaseModel):
     """POST /v1/images/generations. Fields we have no use for (quality,
@@ -105,8 +110,18 @@ def generation_request(body: GenerationsBody) -> Translated:
         "count": parse_count(body.n),
         "model": studio_model(body.model),
         **parse_size(body.size),
+        **extensions(extra),
     }
     return Translated(build_request(fields, _RENAME))
+
+
+def extensions(extra: dict[str, Any]) -> dict[str, Any]:
+    """Our fields a client may send beside OpenAI's (seed, steps, a style preset...)."""
+    fields = {name: extra[name] for name in EXTENSIONS if extra.get(name) is not None}
+    style = extra.get("style")
+    if isinstance(style, str) and style.strip() and style.strip().lower() not in OPENAI_STYLES:
+        fields["style"] = style.strip()
+    return fields
 
 
 def edit_request(image: bytes, mask: Optional[bytes], prompt: str, *, n: Any = None, size: Optional[str] = None,
