@@ -202,6 +202,23 @@ def test_extend_adds_canvas_on_the_chosen_side(page, server):
     assert image.size == (original["width"] + 64, original["height"])
 
 
+def test_upscale_when_the_server_offers_it(page, server):
+    original = make_image(server, "a small house")
+    open_studio(page, server)
+    page.click("#tab-history")
+    tile = page.locator(f".tile[data-image-id='{original['id']}']")
+    tile.locator(".open").click()
+    upscale = page.locator("#viewer [data-action=upscale]")
+    schema = server.client().get("/openapi.json").json()
+    if "upscale" not in schema["components"]["schemas"]["Mode"]["enum"]:
+        expect(upscale).to_have_count(0)  # hidden while the server has no upscale mode
+        return
+    upscale.click()
+    result = wait_batch(page, 1).locator(".tile").first
+    image = api_image(server, result.get_attribute("data-image-id"))
+    assert image.size == (original["width"] * 2, original["height"] * 2)
+
+
 def _png_with_parameters(path, size=(80, 72)) -> None:
     image = Image.new("RGB", size, (40, 160, 60))
     for x in range(20, 60):
@@ -246,6 +263,8 @@ def test_queue_places_and_cancel_a_running_job(page, server):
     page.click("#generate")
     running = page.locator(".job").first
     expect(running.locator(".status")).to_contain_text("Step", timeout=JOB_TIMEOUT)
+    expect(running.locator(".preview img")).to_be_visible(timeout=JOB_TIMEOUT)  # live preview
+    expect(running.locator(".status")).to_contain_text(re.compile(r"left"))  # ETA
     running_id = running.get_attribute("data-job-id")
 
     page.fill("#prompt", "a second picture, queued behind")
