@@ -136,3 +136,16 @@ def test_failed_job_is_refunded(make_server):
     assert failed["state"] == "failed" and failed["refunded"] is True
     assert "init image" in failed["error"]
     assert client.get("/api/me").json()["credits"] == 3
+
+
+def test_queue_down_answers_503_and_refunds(make_server):
+    from serverkit import free_port
+
+    server = make_server(shared=True, redis_url=f"redis://127.0.0.1:{free_port()}/0", worker=False)
+    client = server.client(server.add_user("ann", credits=3))
+    response = client.post("/api/jobs", json={"prompt": "a cat", **TINY})
+    assert response.status_code == 503, response.text
+    assert "refunded" in response.json()["error"]["message"]
+    assert client.get("/api/me").json()["credits"] == 3
+    [job] = client.get("/api/jobs").json()
+    assert job["state"] == "failed" and job["refunded"] is True
