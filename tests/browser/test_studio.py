@@ -361,6 +361,24 @@ def test_history_search_open_and_delete(page, server):
         assert client.get(f"/api/images/{submarine['id']}").status_code == 404
 
 
+def test_history_pages_with_show_more(page, server):
+    with server.client() as client:
+        jobs = [client.post("/api/jobs", json={**TINY, "prompt": f"zebra number {i}", "count": 4}).json() for i in range(7)]
+        for job in jobs:
+            assert wait_job(client, job["id"])["state"] == "succeeded"
+    open_studio(page, server)
+    page.click("#tab-history")
+    page.fill("#history-search", "zebra")
+    expect(page.locator("#history-total")).to_contain_text("28 images found")
+    expect(page.locator("#history-grid .tile")).to_have_count(24)
+    newest = page.locator("#history-grid .tile .caption").first
+    expect(newest).to_have_text("zebra number 6")  # newest first
+    page.click("#history-more")
+    expect(page.locator("#history-grid .tile")).to_have_count(28)
+    expect(page.locator("#history-more")).to_be_hidden()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+
+
 def test_shared_mode_asks_for_a_key_and_blocks_generate_without_credits(page, shared_server):
     poor = shared_server.add_user("poor-browser", 0)
     rich = shared_server.add_user("rich-browser", 3)
