@@ -78,6 +78,27 @@ def test_prompt_counter_and_generate_disabled_when_prompt_empty(page, server):
     expect(page.locator("#generate-reason")).to_contain_text("Write a prompt")
 
 
+def test_save_a_prompt_and_load_it_back(page, server):
+    open_studio(page, server)
+    page.fill("#prompt", "a castle on a hill at sunset")
+    page.click("#negative-box summary")
+    page.fill("#negative", "fog")
+    page.click("#ratios label:has(input[value='9:16'])")
+    page.click("#save-prompt")
+    expect(page.locator("#saved-note")).to_contain_text("Saved as")
+    page.fill("#prompt", "something else entirely")
+    page.fill("#negative", "")
+    page.click("#ratios label:has(input[value='1:1'])")
+    label = page.locator("#saved-prompts option", has_text="a castle on a hill").first.get_attribute("value")
+    page.select_option("#saved-prompts", label)
+    expect(page.locator("#prompt")).to_have_value("a castle on a hill at sunset")
+    expect(page.locator("#negative")).to_have_value("fog")
+    expect(page.locator("input[name=ratio][value='9:16']")).to_be_checked()
+    page.click("#delete-saved")
+    expect(page.locator("#saved-note")).to_contain_text("deleted")
+    expect(page.locator("#saved-prompts option", has_text="a castle on a hill")).to_have_count(0)
+
+
 def test_invalid_setting_is_explained_next_to_it(page, server):
     open_studio(page, server)
     page.fill("#prompt", "a red circle")

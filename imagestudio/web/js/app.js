@@ -7,6 +7,7 @@ import * as form from "./form.js";
 import * as history from "./history.js";
 import * as jobs from "./jobs.js";
 import * as mask from "./mask.js";
+import * as prompts from "./prompts.js";
 import { $, $$, ctx, sentence, toast } from "./state.js";
 
 // --- views ------------------------------------------------------------------------
@@ -119,6 +120,7 @@ async function loadCatalog() {
   ctx.samplers = samplers;
   form.renderCatalog();
   history.renderFilters();
+  prompts.load();
 }
 
 async function loadCapabilities() {
@@ -158,6 +160,7 @@ async function start() {
   actions.init();
   mask.init();
   history.init();
+  prompts.init();
   initKeyboard();
   if (location.hash === "#history") showView("history");
   await loadCapabilities();

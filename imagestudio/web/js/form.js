@@ -414,7 +414,7 @@ async function analyse() {
 
 // --- filling from stored settings ("reuse settings") -------------------------------
 
-export function fill(settings) {
+export function fill(settings, { keepReference = false } = {}) {
   clearErrors();
   $("#prompt").value = settings.prompt || "";
   $("#negative").value = settings.negative_prompt || "";
@@ -441,14 +441,19 @@ export function fill(settings) {
     selectRatio("custom");
   }
   const count = $(`input[name=count][value="${settings.count || 1}"]`);
+  if (settings.strength !== undefined && state.reference) { $("#strength").value = settings.strength; updateStrength(); }
   if (count) count.checked = true;
   $("#steps").value = settings.steps ?? "";
   $("#guidance").value = settings.guidance ?? "";
   $("#sampler").value = ctx.samplers.includes(settings.sampler) ? settings.sampler : "";
-  if (Number.isInteger(settings.seed) && settings.seed >= 0) setSeed(settings.seed, true);
-  $("#advanced").open = true;
+  if (Number.isInteger(settings.seed) && settings.seed >= 0) {
+    setSeed(settings.seed, true);
+    $("#advanced").open = true;
+  }
   const init = settings.init_image;
-  if (init && init.startsWith("image:") && ["img2img", "variation"].includes(settings.mode)) {
+  if (keepReference) {
+    // a saved prompt leaves the reference image alone
+  } else if (init && init.startsWith("image:") && ["img2img", "variation"].includes(settings.mode)) {
     const id = init.slice(6);
     api.get(`/api/images/${id}`).then((image) => {
       setReferenceImage(image);
