@@ -96,7 +96,13 @@ def phone_page(playwright_browser):
     assert not page.js_errors, f"JavaScript errors on the page: {page.js_errors}"
 
 
-def shot(page, name: str) -> Path:
+@pytest.fixture(scope="session")
+def shot():
+    """shot(page, name): save a screenshot to test-output/screenshots/<name>.png."""
+    return save_screenshot
+
+
+def save_screenshot(page, name: str) -> Path:
     SHOTS.mkdir(parents=True, exist_ok=True)
     path = SHOTS / f"{name}.png"
     page.evaluate("() => { const s = document.querySelector('#settings'); if (s) s.scrollTop = 0; }")

@@ -10,10 +10,9 @@ import re
 
 import pytest
 from PIL import Image, ImageChops, PngImagePlugin
-from playwright.sync_api import expect
 from serverkit import TINY, wait_job
 
-from conftest import shot
+expect = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed").expect
 
 JOB_TIMEOUT = 90_000  # ms: a tiny job on 2 busy cores
 
@@ -115,7 +114,7 @@ def test_invalid_setting_is_explained_next_to_it(page, server):
     expect(page.locator("#generate")).to_be_enabled()
 
 
-def test_generate_two_images_then_reuse_settings_restores_the_seed(page, server):
+def test_generate_two_images_then_reuse_settings_restores_the_seed(page, server, shot):
     open_studio(page, server)
     set_options(page, count=2)
     page.fill("#prompt", "a red circle on a blue square")
@@ -156,7 +155,7 @@ def test_generate_two_images_then_reuse_settings_restores_the_seed(page, server)
     assert sum(v * n for v, n in enumerate(histogram)) / (64 * 64) < 1.0, "not the same picture" 
 
 
-def test_repaint_changes_only_the_painted_area(page, server, tmp_path):
+def test_repaint_changes_only_the_painted_area(page, server, tmp_path, shot):
     original = make_image(server, "a green square on white")
     open_studio(page, server)
     set_options(page)
@@ -251,7 +250,7 @@ def _png_with_parameters(path, size=(80, 72)) -> None:
     image.save(path, pnginfo=info)
 
 
-def test_upload_an_image_for_image_to_image(page, server, tmp_path):
+def test_upload_an_image_for_image_to_image(page, server, tmp_path, shot):
     upload = tmp_path / "photo.png"
     _png_with_parameters(upload)
     open_studio(page, server)
@@ -277,7 +276,7 @@ def test_upload_an_image_for_image_to_image(page, server, tmp_path):
     assert settings["prompt"] == "a yellow box on grass"
 
 
-def test_queue_places_and_cancel_a_running_job(page, server):
+def test_queue_places_and_cancel_a_running_job(page, server, shot):
     open_studio(page, server)
     set_options(page, steps=150)
     page.fill("#prompt", "a slow picture")
@@ -334,7 +333,7 @@ def test_drop_an_image_or_pick_one_from_history_as_reference(page, server, tmp_p
     expect(page.locator("#settings-summary")).to_contain_text("reference")
 
 
-def test_history_search_open_and_delete(page, server):
+def test_history_search_open_and_delete(page, server, shot):
     giraffe = make_image(server, "a purple giraffe under the moon")
     submarine = make_image(server, "a yellow submarine")
     open_studio(page, server)
@@ -400,7 +399,7 @@ def test_history_pages_with_show_more(page, server):
     assert page.evaluate("document.documentElement.scrollWidth") <= 1280
 
 
-def test_shared_mode_asks_for_a_key_and_blocks_generate_without_credits(page, shared_server):
+def test_shared_mode_asks_for_a_key_and_blocks_generate_without_credits(page, shared_server, shot):
     poor = shared_server.add_user("poor-browser", 0)
     rich = shared_server.add_user("rich-browser", 3)
     page.goto(shared_server.url)
@@ -430,7 +429,7 @@ def test_shared_mode_asks_for_a_key_and_blocks_generate_without_credits(page, sh
     expect(page.locator("#balance")).to_contain_text("2 credits")
 
 
-def test_phone_layout_generates_and_fits(phone_page, server):
+def test_phone_layout_generates_and_fits(phone_page, server, shot):
     page = phone_page
     open_studio(page, server)
     set_options(page)
