@@ -14,6 +14,8 @@ from serverkit import TINY, wait_job
 
 expect = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed").expect
 
+pytestmark = pytest.mark.browser
+
 JOB_TIMEOUT = 90_000  # ms: a tiny job on 2 busy cores
 
 
@@ -204,6 +206,42 @@ def test_repaint_changes_only_the_painted_area(page, server, tmp_path, shot):
             outside += differs and not inside
     assert outside == 0, f"{outside} pixels changed outside the painted area"
     assert changed > 0, "nothing changed inside the painted area"
+
+
+PAINTED = "() => { const c = document.querySelector('#mask-canvas');" \
+          " const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;" \
+          " let n = 0; for (let i = 3; i < d.length; i += 4) n += d[i] >= 128; return [n, c.width * c.height]; }"
+
+
+def test_mask_tools_brush_eraser_invert_clear(page, server):
+    original = make_image(server, "a mask tools test")
+    open_studio(page, server)
+    page.click("#tab-history")
+    page.locator(f".tile[data-image-id='{original['id']}'] [data-action=repaint]").click()
+    box = page.locator("#mask-canvas").bounding_box()
+    cy = box["y"] + box["height"] / 2
+
+    def stroke(x0, x1):
+        page.mouse.move(box["x"] + box["width"] * x0, cy)
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] * x1, cy, steps=6)
+        page.mouse.up()
+
+    stroke(0.1, 0.9)
+    painted, total = page.evaluate(PAINTED)
+    assert 0 < painted < total
+    page.keyboard.press("e")  # eraser, from the keyboard
+    stroke(0.4, 0.6)
+    erased, _ = page.evaluate(PAINTED)
+    assert 0 < erased < painted
+    page.click("#mask-invert")
+    inverted, _ = page.evaluate(PAINTED)
+    assert inverted == total - erased
+    page.click("#mask-clear")
+    assert page.evaluate(PAINTED)[0] == 0
+    page.click("#repaint-submit")  # nothing painted: explained, nothing sent
+    expect(page.locator("#err-repaint")).to_contain_text("Paint over")
+    expect(page.locator(".job")).to_have_count(0)
 
 
 def test_extend_adds_canvas_on_the_chosen_side(page, server):

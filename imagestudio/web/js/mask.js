@@ -218,6 +218,20 @@ export function init() {
   $("#mask-clear").addEventListener("click", clearMask);
   $("#mask-invert").addEventListener("click", invertMask);
   $("#repaint-form").addEventListener("submit", submitRepaint);
+  // Keys while painting: [ and ] change the brush, B brush, E eraser, I invert.
+  $("#repaint").addEventListener("keydown", (event) => {
+    if (event.target.matches("textarea, input[type=text]") || event.ctrlKey || event.metaKey || event.altKey) return;
+    const size = $("#brush-size");
+    const key = event.key.toLowerCase();
+    if (key === "[" || key === "]") {
+      size.value = String(Number(size.value) + (key === "]" ? 8 : -8));
+      size.dispatchEvent(new Event("input"));
+    } else if (key === "b" || key === "e") {
+      $(`input[name=tool][value=${key === "b" ? "brush" : "eraser"}]`).checked = true;
+    } else if (key === "i") invertMask();
+    else return;
+    event.preventDefault();
+  });
   $("#extend-form").addEventListener("submit", submitExtend);
   $("#extend-form").addEventListener("input", drawExtendPreview);
   for (const button of $$("dialog [data-close]")) {
