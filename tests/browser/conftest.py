@@ -99,9 +99,10 @@ def shot():
     return save_screenshot
 
 
-def save_screenshot(page, name: str) -> Path:
+def save_screenshot(page, name: str, settings_top: bool = True) -> Path:
     SHOTS.mkdir(parents=True, exist_ok=True)
     path = SHOTS / f"{name}.png"
-    page.evaluate("() => { const s = document.querySelector('#settings'); if (s) s.scrollTop = 0; }")
+    if settings_top:
+        page.evaluate("() => { const s = document.querySelector('#settings'); if (s) s.scrollTop = 0; }")
     page.screenshot(path=str(path))
     return path

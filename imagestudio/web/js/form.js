@@ -334,6 +334,8 @@ function setReference(ref) {
   const ratio = nearestRatio(ref.width, ref.height, ASPECT_RATIOS);
   if (ratio && selectedRatio() !== "custom") selectRatio(ratio);
   $("#analyse-result").textContent = `${ref.width} × ${ref.height} px · size set to ${selectedRatio()}`;
+  img.addEventListener("load", updateModeChip, { once: true });
+  updateModeChip();
   changed();
 }
 
@@ -347,6 +349,7 @@ export function clearReference() {
   $("#reference-tools").hidden = true;
   $("#reference-file").value = "";
   $("#err-reference").textContent = "";
+  updateModeChip();
   changed();
 }
 
@@ -475,6 +478,16 @@ function updateCounter() {
 
 function updateStrength() {
   $("#strength-value").textContent = Number($("#strength").value).toFixed(2);
+  updateModeChip();
+}
+
+/** Near the prompt: which reference the next images start from. */
+function updateModeChip() {
+  const ref = state.reference;
+  $("#mode-chip").hidden = !ref;
+  if (!ref) return;
+  $("#mode-chip-image").src = $("#reference-image").src;
+  $("#mode-chip-text").textContent = `Image to image · change ${Number($("#strength").value).toFixed(2)}`;
 }
 
 /** Why Generate cannot run now, or "" when it can. */
@@ -621,6 +634,7 @@ export function init() {
     else toast("Drop an image file here.", { error: true });
   });
   $("#reference-clear").addEventListener("click", clearReference);
+  $("#mode-chip-clear").addEventListener("click", clearReference);
   $("#reference-pick").addEventListener("click", () => {
     document.body.classList.add("picking");
     ctx.showView("history");
