@@ -6,7 +6,8 @@ inputs are the pictures shrunk with PIL's bicubic filter. Held out (never
 trained on): skimage `coffee`, scikit-learn `flower.jpg` and renderer scenes
 drawn from a separate seed.
 
-    python -m imagestudio.engine.sr_train --scale 2 --steps 1500
+    python -m imagestudio.engine.sr_train --scale 2 --steps 3000   # ~4 min, 1 thread
+    python -m imagestudio.engine.sr_train --scale 4 --steps 5000   # ~10 min
     python -m imagestudio.engine.sr_train --scale 4 --eval-only
 """
 

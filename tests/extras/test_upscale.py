@@ -1,0 +1,119 @@
+"""Upscaling: the studio's own network beats Lanczos on a held-out photo, runs
+tiled within a stated memory bound, equals its untiled result; upscale mode
+keeps the source's settings; hires fix returns the larger size."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from imagestudio.engine.sr_train import photo, psnr, shrink
+from imagestudio.engine.upscale import OVERLAP, TILE, load_studio, run_tiled, upscale
+from imagestudio.request import GenerationRequest
+from imagestudio.store.metadata import parse_parameters
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_studio_upscaler_beats_lanczos_on_a_held_out_photo():
+    truth = photo("coffee")  # never seen in training
+    for scale in (2, 4):
+        small = shrink(truth, scale)
+        size = (small.width * scale, small.height * scale)
+        target = np.asarray(truth.crop((0, 0, *size)))
+        lanczos = psnr(np.asarray(small.resize(size, Image.LANCZOS)), target, scale)
+        studio = psnr(np.asarray(upscale(small, scale, "Studio")), target, scale)
+        assert studio > lanczos + 0.2, (scale, studio, lanczos)
+
+
+def test_4x_upscale_of_512_runs_tiled_within_the_memory_bound():
+    """Every tensor the network makes stays under 64 channels x (tile + 2 *
+    overlap)^2 floats: 1.33 M floats (5.3 MB) for tile 128 / overlap 8, where
+    an untiled 512x512 pass would need 64 x 512^2 = 16.8 M (67 MB) per layer.
+    The uint8 output (2048 x 2048 x 3 = 12.6 MB) is the only full-size array."""
+    net = load_studio(4)
+    largest = []
+    hooks = [m.register_forward_hook(lambda mod, args, out: largest.append(out.numel())) for m in net.modules()]
+    try:
+        source = photo("astronaut").resize((512, 512))
+        big = upscale(source, 4, "Studio")
+    finally:
+        for h in hooks:
+            h.remove()
+    bound = 64 * (TILE + 2 * OVERLAP) ** 2
+    assert big.size == (2048, 2048)
+    assert max(largest) <= bound == 1_327_104
+    assert len(largest) > 16 * len(list(net.modules())) - 1, "16 tiles were run"
+
+
+def test_tiling_does_not_change_the_result():
+    image = photo("chelsea").resize((200, 150))
+    net = load_studio(2)
+    tiled = np.asarray(run_tiled(net, image, 2, tile=48, overlap=8), np.int16)
+    whole = np.asarray(run_tiled(net, image, 2, tile=1024, overlap=0), np.int16)
+    assert np.abs(tiled - whole).max() <= 1  # float summation order only
+
+
+def test_upscale_mode_keeps_the_settings_of_a_studio_image(tiny_engine, tmp_path):
+    from imagestudio.engine import request_json
+    from imagestudio.store.metadata import save_png
+
+    made = tiny_engine.generate(GenerationRequest(prompt="a blue boat", model="tiny", width=64, height=64, steps=2,
+                                                  seed=3))
+    source = save_png(made.images[0].image, tmp_path / "boat.png", made.images[0].parameters,
+                      request_json(made.request, 0))
+    result = tiny_engine.generate(GenerationRequest(mode="upscale", init_image=str(source), upscale_factor=3,
+                                                    upscaler="studio"))
+    (img,) = result.images
+    assert img.image.size == (192, 192)
+    params = parse_parameters(img.parameters)
+    assert params["prompt"] == "a blue boat" and params["Seed"] == "3"
+    assert params["Postprocess upscale by"] == "3.0" and params["Postprocess upscaler"] == "Studio"
+
+
+def test_hires_fix_returns_the_larger_size(tiny_engine):
+    req = dict(prompt="a green tree", model="tiny", width=64, height=64, steps=3, seed=5)
+    base = tiny_engine.generate(GenerationRequest(**req))
+    hires = tiny_engine.generate(GenerationRequest(**req, hires_scale=2, hires_strength=0.5, hires_steps=4,
+                                                   upscaler="Studio"))
+    assert base.images[0].image.size == (64, 64)
+    assert hires.images[0].image.size == (128, 128)
+    params = parse_parameters(hires.images[0].parameters)
+    assert params["Size"] == "64x64" and params["Hires upscale"] == "2.0" and params["Hires steps"] == "4"
+    assert params["Hires upscaler"] == "Studio" and params["Denoising strength"] == "0.5"
+    again = tiny_engine.generate(GenerationRequest(**req, hires_scale=2, hires_strength=0.5, hires_steps=4,
+                                                   upscaler="Studio"))
+    assert np.array_equal(np.asarray(hires.images[0].image), np.asarray(again.images[0].image))
+
+
+def test_upscaler_errors_are_named(tiny_engine, tmp_path):
+    from imagestudio.engine import Catalog, Engine
+    from imagestudio.errors import ModelLoadError, RequestError
+
+    with pytest.raises(RequestError, match="unknown upscaler 'Bogus'"):
+        tiny_engine.prepare(GenerationRequest(prompt="x", model="tiny", hires_scale=2, upscaler="Bogus"))
+    with pytest.raises(RequestError, match="hires fix would make 1024x1024"):
+        tiny_engine.prepare(GenerationRequest(prompt="x", model="tiny", width=512, height=512, hires_scale=2))
+    image = tmp_path / "in.png"
+    Image.new("RGB", (600, 600)).save(image)
+    with pytest.raises(RequestError, match="limit is 4096 pixels per side"):
+        tiny_engine.prepare(GenerationRequest(mode="upscale", init_image=str(image), upscale_factor=8))
+    # a user model without the optional spandrel: a clear sentence, not a traceback
+    (tmp_path / "models" / "ESRGAN").mkdir(parents=True)
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(1)}, str(tmp_path / "models" / "ESRGAN" / "4x-Fake.safetensors"))
+    engine = Engine(Catalog(tmp_path / "models", include_embedded=False))
+    try:
+        import spandrel  # noqa: F401
+        expected = "not an upscaler spandrel knows"
+    except ImportError:
+        expected = "optional 'spandrel' package"
+    with pytest.raises(ModelLoadError, match=expected):
+        engine.generate(GenerationRequest(mode="upscale", init_image=str(image), upscaler="4x-Fake"))
