@@ -8,6 +8,7 @@ below; all share prompt encoding, noise, progress and metadata."""
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from typing import Optional
@@ -292,9 +293,12 @@ class _Run:
         return self._keep(resized, images)
 
     def _img2img_pass(self, images: list, strength: float, steps: int) -> list:
+        if strength <= 0:  # nothing to repaint
+            return [image.copy() for image in images]
         pipe = self.engine.cache.get(self.info, "img2img")
         kwargs = self._common(pipe)
-        kwargs["num_inference_steps"] = steps
+        # diffusers runs int(steps * strength) steps: keep at least one.
+        kwargs["num_inference_steps"] = max(steps, math.ceil(1 / strength))
         return pipe(image=images, strength=strength, **kwargs).images
 
     def _keep(self, source, images: list) -> list:

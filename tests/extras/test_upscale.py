@@ -117,3 +117,25 @@ def test_upscaler_errors_are_named(tiny_engine, tmp_path):
         expected = "optional 'spandrel' package"
     with pytest.raises(ModelLoadError, match=expected):
         engine.generate(GenerationRequest(mode="upscale", init_image=str(image), upscaler="4x-Fake"))
+
+
+@pytest.mark.parametrize("fields", [
+    dict(steps=2, hires_scale=2, hires_strength=0.3),  # int(2 * 0.3) = 0 diffusers steps
+    dict(steps=2, hires_scale=2, hires_strength=0.0),  # no second pass at all: upscaled only
+])
+def test_hires_fix_with_few_steps_or_zero_strength(tiny_engine, fields):
+    result = tiny_engine.generate(GenerationRequest(prompt="a tree", model="tiny", width=64, height=64, seed=1,
+                                                    **fields))
+    assert result.images[0].image.size == (128, 128)
+
+
+def test_img2img_with_tiny_strength_still_runs(tiny_engine, tmp_path):
+    init = tmp_path / "init.png"
+    Image.new("RGB", (64, 64), (10, 200, 30)).save(init)
+    result = tiny_engine.generate(GenerationRequest(mode="img2img", prompt="x", model="tiny", steps=3, strength=0.1,
+                                                    init_image=str(init)))
+    assert result.images[0].image.size == (64, 64)
+    zero = tiny_engine.generate(GenerationRequest(mode="img2img", prompt="x", model="tiny", steps=3, strength=0.0,
+                                                  init_image=str(init)))
+    assert np.array_equal(np.asarray(zero.images[0].image), np.asarray(Image.open(init)))
+    assert zero.images[0].drift["ssim"] == pytest.approx(1.0)
