@@ -318,7 +318,7 @@ def test_upload_an_image_for_image_to_image(page, server, tmp_path, shot):
 
 def test_queue_places_and_cancel_a_running_job(page, server, shot):
     open_studio(page, server)
-    set_options(page, steps=150)
+    set_options(page, steps=150, count=4)  # 4 images x 150 steps: still running when we cancel
     page.fill("#prompt", "a slow picture")
     page.click("#generate")
     running = page.locator(".job").first
@@ -328,12 +328,19 @@ def test_queue_places_and_cancel_a_running_job(page, server, shot):
     running_id = running.get_attribute("data-job-id")
 
     page.fill("#prompt", "a second picture, queued behind")
+    page.click("#counts label:has(input[value='1'])")
     page.click("#generate")
     expect(page.locator(".job")).to_have_count(2)
     queued = page.locator(".job").first
     expect(queued).to_have_attribute("data-state", "queued")
     expect(queued.locator(".status")).to_contain_text("in line")
     shot(page, "desktop-running")
+
+    page.reload()  # jobs still queued or running come back after a reload
+    page.wait_for_selector("body[data-ready=true]")
+    expect(page.locator(".job")).to_have_count(2)
+    queued = page.locator(".job").first
+    expect(queued.locator(".status")).to_contain_text("in line")
 
     queued.locator(".cancel").click()
     expect(queued).to_have_attribute("data-state", "cancelled")

@@ -61,7 +61,10 @@ async function refreshMe() {
       balance.classList.toggle("low", !me.unlimited && me.credits <= 0);
       balance.title = "Your credit balance";
     }
-    if (first) await loadCatalog();
+    if (first) {
+      await loadCatalog();
+      jobs.resume();
+    }
     form.changed();
     return me;
   } catch (err) {

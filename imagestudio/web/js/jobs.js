@@ -18,6 +18,19 @@ export async function submitJob(request, { label } = {}) {
   return job;
 }
 
+/** After a reload: show and follow the jobs still queued or running. */
+export async function resume() {
+  try {
+    const open = await api.get("/api/jobs?state=queued,running");
+    for (const job of open.reverse()) {
+      if (cards.has(job.id)) continue;
+      const card = jobCard(job);
+      $("#jobs").prepend(card);
+      follow(job, card);
+    }
+  } catch { /* an older server without the job list: nothing to resume */ }
+}
+
 function describe(request) {
   const mode = { txt2img: "", img2img: "Image to image · ", inpaint: "Repaint · ", outpaint: "Extend · ", variation: "Variations · " }[request.mode] || "";
   return `${mode}${request.prompt || "(prompt of the image)"}`;
