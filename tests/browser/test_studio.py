@@ -128,6 +128,12 @@ def test_generate_two_images_then_reuse_settings_restores_the_seed(page, server,
     tiles = batch.locator(".tile")
     seeds = [int(s) for s in tiles.evaluate_all("ts => ts.map(t => t.dataset.seed)")]
     assert seeds[1] == seeds[0] + 1
+    tiles.first.locator(".open").click()  # open large, then the next one with the arrow key
+    viewer = page.locator("#viewer")
+    expect(viewer.locator("[data-setting=seed]")).to_have_text(str(seeds[0]))
+    page.keyboard.press("ArrowRight")
+    expect(viewer.locator("[data-setting=seed]")).to_have_text(str(seeds[1]))
+    page.keyboard.press("Escape")
     second_id = tiles.nth(1).get_attribute("data-image-id")
 
     page.click("#seed-dice")  # back to a random seed

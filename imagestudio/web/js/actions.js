@@ -160,7 +160,23 @@ const SETTING_LABELS = [
   ["enhance", "Enhanced"], ["negative_prompt", "Negative prompt"],
 ];
 
-export async function openViewer(image) {
+let viewerTile = null; // the tile the viewer shows, for previous/next
+
+function neighbour(step) {
+  if (!viewerTile || !viewerTile.isConnected) return null;
+  const tiles = [...document.querySelectorAll(viewerTile.closest("#history-grid") ? "#history-grid .tile" : "#results-grid .tile")];
+  return tiles[tiles.indexOf(viewerTile) + step] || null;
+}
+
+function showNeighbour(step) {
+  const next = neighbour(step);
+  if (next) openViewer(next.image, next);
+}
+
+export async function openViewer(image, tile = null) {
+  viewerTile = tile;
+  $("#viewer-prev").disabled = !neighbour(-1);
+  $("#viewer-next").disabled = !neighbour(1);
   const viewer = $("#viewer");
   viewer.dataset.imageId = image.id;
   const img = $("#viewer-image");
@@ -193,5 +209,12 @@ export async function openViewer(image) {
 
 export function init() {
   ctx.openViewer = openViewer;
+  $("#viewer-prev").addEventListener("click", () => showNeighbour(-1));
+  $("#viewer-next").addEventListener("click", () => showNeighbour(1));
+  $("#viewer").addEventListener("keydown", (event) => {
+    if (event.target.matches("input, textarea, select")) return;
+    if (event.key === "ArrowLeft") showNeighbour(-1);
+    else if (event.key === "ArrowRight") showNeighbour(1);
+  });
   ctx.clearReference = clearReference;
 }

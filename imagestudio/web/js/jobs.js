@@ -158,8 +158,9 @@ export function tile(image, { caption = false } = {}) {
   api.showImage(img, image.url);
   const open = el("button", { type: "button", class: "open", "aria-label": "Open large", title: "Open large" }, img);
   open.style.setProperty("--ar", `${image.width} / ${image.height}`);
-  open.addEventListener("click", () => ctx.openViewer(image));
   const node = el("figure", { class: "tile", dataset: { imageId: image.id, seed: String(image.seed) } }, open);
+  node.image = image;
+  open.addEventListener("click", () => ctx.openViewer(image, node));
   node.style.margin = "0";
   if (caption) node.append(el("figcaption", { class: "caption", text: image.prompt || "(no prompt)" }));
   node.append(imageActions(image, { compact: true, only: caption ? ["download", "favourite", "reference", "repaint", "extend", "reuse"] : null }));
