@@ -58,17 +58,22 @@ def preprocess(kind: str, image: Image.Image, size: tuple[int, int], run: bool =
     return PREPROCESSORS[kind](image) if run else image
 
 
-def edge_overlap(image: Image.Image, control_edges: Image.Image, tolerance: int = 2) -> float:
-    """Share of the control's edge pixels that have an edge of `image` within
-    `tolerance` pixels (1.0 = every control edge is drawn)."""
+def edge_overlap(image: Image.Image, control_edges: Image.Image, tolerance: int = 2) -> dict[str, float]:
+    """How well `image` follows a control's edges, within `tolerance` pixels:
+    recall (share of control edges drawn), precision (share of the image's
+    edges that lie on a control edge; noise has edges everywhere and scores
+    low here) and their harmonic mean f1."""
     import cv2
 
     wanted = np.asarray(control_edges.convert("L").resize(image.size, Image.NEAREST)) > 127
-    if not wanted.any():
-        return 1.0
     found = cv2.Canny(_grey(image), CANNY_LOW // 2, CANNY_HIGH // 2) > 0
-    near = cv2.dilate(found.astype(np.uint8), np.ones((2 * tolerance + 1,) * 2, np.uint8)) > 0
-    return float(near[wanted].mean())
+    kernel = np.ones((2 * tolerance + 1,) * 2, np.uint8)
+    near_found = cv2.dilate(found.astype(np.uint8), kernel) > 0
+    near_wanted = cv2.dilate(wanted.astype(np.uint8), kernel) > 0
+    recall = float(near_found[wanted].mean()) if wanted.any() else 1.0
+    precision = float(near_wanted[found].mean()) if found.any() else (1.0 if not wanted.any() else 0.0)
+    f1 = 2 * recall * precision / (recall + precision) if recall + precision else 0.0
+    return {"recall": round(recall, 4), "precision": round(precision, 4), "f1": round(f1, 4)}
 
 
 def find_controlnets(models_dir: Optional[Path]) -> dict[str, Path]:

@@ -67,8 +67,11 @@ def test_scribble_reads_a_drawing_and_thickens_it():
 
 def test_edge_overlap_measure(square):
     edges = canny(Image.open(square))
-    assert edge_overlap(Image.open(square), edges) == 1.0
-    assert edge_overlap(Image.new("RGB", (64, 64), "grey"), edges) == 0.0
+    assert edge_overlap(Image.open(square), edges) == {"recall": 1.0, "precision": 1.0, "f1": 1.0}
+    assert edge_overlap(Image.new("RGB", (64, 64), "grey"), edges)["f1"] == 0.0
+    noise = Image.fromarray(np.random.default_rng(1).integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    scores = edge_overlap(noise, edges)
+    assert scores["recall"] > 0.9 and scores["precision"] < 0.6, "edges everywhere is not following the control"
 
 
 def test_control_weight_and_range_are_obeyed(tiny_engine, tiny_controlnet, square):
@@ -114,3 +117,23 @@ def test_control_from_the_cli(tmp_path, tiny_models_dir, tiny_controlnet, square
     assert result.exit_code == 0, result.output
     (png,) = tmp_path.glob("*.png")
     assert "Weight: 0.8" in read_parameters(png) and "Guidance End: 0.5" in read_parameters(png)
+
+
+def test_controlnet_training_runs_and_its_result_loads(tmp_path, tiny_models_dir):
+    """Plumbing only (3 steps on the random tiny model): the trainer writes a
+    ControlNet folder the engine loads and uses. Whether a trained one
+    follows its edges is `control_train.evaluate`'s question."""
+    pytest.importorskip("imagestudio.embedded.renderer")
+    import shutil
+
+    from imagestudio.engine import Catalog, Engine
+    from imagestudio.engine.control_train import conditioning_channels, evaluate, train_controlnet
+
+    assert conditioning_channels(8) == (16, 32, 64, 128) and conditioning_channels(2) == (16, 32)
+    models = tmp_path / "models"
+    shutil.copytree(tiny_models_dir / "Stable-diffusion" / "tiny", models / "Stable-diffusion" / "tiny")
+    out = train_controlnet(models / "Stable-diffusion" / "tiny", models / "ControlNet" / "tiny-canny", steps=3, batch=2)
+    assert (out / "config.json").exists() and "steps=3" in (out / "training.txt").read_text()
+    engine = Engine(Catalog(models, include_embedded=False))
+    scores = evaluate(engine, "tiny", "tiny-canny", n=1, steps=2)
+    assert set(scores) == {"controlled", "free"} and 0 <= scores["controlled"]["edge_f1"] <= 1
