@@ -61,3 +61,33 @@ def test_unknown_lora_is_named(tiny_engine, tiny_lora):
 
     with pytest.raises(ModelNotFound, match="unknown LoRA 'nope'.*installed: tiny-style"):
         tiny_engine.generate(GenerationRequest(prompt="a tree <lora:nope:1>", **BASE))
+
+
+def test_kohya_a1111_format_loads_like_diffusers_format(tiny_engine, tiny_models_dir):
+    """Most LoRAs users have come from kohya's sd-scripts (`lora_unet_..._lora_down`
+    keys with `.alpha`): the same weights in both formats draw the same image."""
+    import torch
+    from diffusers import StableDiffusionPipeline
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+    from safetensors.torch import save_file
+
+    pipe = StableDiffusionPipeline.from_pretrained(tiny_models_dir / "Stable-diffusion" / "tiny")
+    torch.manual_seed(9)
+    pipe.unet.add_adapter(LoraConfig(r=4, lora_alpha=4, init_lora_weights=False,
+                                     target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+    state = get_peft_model_state_dict(pipe.unet)
+    folder = tiny_models_dir / "Lora"
+    StableDiffusionPipeline.save_lora_weights(folder, unet_lora_layers=state, weight_name="unet-diffusers.safetensors")
+    kohya = {}
+    for key, value in state.items():
+        module, _, kind = key.rpartition(".lora_")
+        name = "lora_unet_" + module.replace(".", "_")
+        kohya[f"{name}.lora_{'down' if kind.startswith('A') else 'up'}.weight"] = value.contiguous()
+        kohya[f"{name}.alpha"] = torch.tensor(4.0)
+    save_file(kohya, str(folder / "unet-kohya.safetensors"))
+    a = tiny_engine.generate(GenerationRequest(prompt="a tree <lora:unet-diffusers:0.7>", **BASE))
+    b = tiny_engine.generate(GenerationRequest(prompt="a tree <lora:unet-kohya:0.7>", **BASE))
+    plain = tiny_engine.generate(GenerationRequest(prompt="a tree", **BASE))
+    assert np.abs(pixels(a) - pixels(b)).max() <= 1
+    assert np.abs(pixels(a) - pixels(plain)).mean() > 1.0
