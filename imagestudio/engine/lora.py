@@ -66,9 +66,12 @@ def applied(pipe, loras: list[tuple[str, float]], models_dir: Optional[Path]) ->
                 pipe.load_lora_weights(str(path.parent), weight_name=path.name, adapter_name=adapter)
             except Exception as err:  # diffusers/peft raise many types for foreign files
                 raise ModelLoadError(f"could not load LoRA {name!r} from {path.name}: {err}") from err
+            if not any(adapter in found for found in pipe.get_list_adapters().values()):
+                raise ModelLoadError(f"could not load LoRA {name!r} from {path.name}: it holds no LoRA weights "
+                                     "for this model's UNet or text encoder")
             names.append(adapter)
         pipe.set_adapters(names, adapter_weights=[weight for _, weight in loras])
         yield
     finally:
-        if names:
-            pipe.unload_lora_weights()
+        # Also after a failed load, which may have injected part of a file.
+        pipe.unload_lora_weights()

@@ -91,3 +91,16 @@ def test_kohya_a1111_format_loads_like_diffusers_format(tiny_engine, tiny_models
     plain = tiny_engine.generate(GenerationRequest(prompt="a tree", **BASE))
     assert np.abs(pixels(a) - pixels(b)).max() <= 1
     assert np.abs(pixels(a) - pixels(plain)).mean() > 1.0
+
+
+def test_a_broken_lora_file_is_named_and_leaves_the_model_clean(tiny_engine, tiny_lora):
+    from imagestudio.errors import ModelLoadError
+
+    broken = tiny_lora.parent / "broken.safetensors"
+    broken.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
+    plain = tiny_engine.generate(GenerationRequest(prompt="a red house", **BASE))
+    with pytest.raises(ModelLoadError, match="could not load LoRA 'broken'"):
+        tiny_engine.generate(GenerationRequest(prompt="a red house <lora:tiny-style:1> <lora:broken:1>", **BASE))
+    after = tiny_engine.generate(GenerationRequest(prompt="a red house", **BASE))
+    assert np.array_equal(pixels(plain), pixels(after))
+    broken.unlink()
