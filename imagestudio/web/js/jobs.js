@@ -150,6 +150,7 @@ export function addResults(view) {
     el("span", { class: "prompt", text: describe(r), title: r.prompt }),
     el("span", { text: `${r.model} · ${r.width}×${r.height} · ${seedText}` }));
   const images = el("div", { class: "batch-images" }, view.images.map((image) => tile(image)));
+  images.style.setProperty("--n", String(Math.max(1, Math.min(4, view.images.length))));
   $("#results-grid").prepend(el("section", { class: "batch", dataset: { jobId: view.id }, "aria-label": `Result: ${r.prompt}` }, head, images));
 }
 
@@ -163,6 +164,9 @@ export function tile(image, { caption = false } = {}) {
   open.addEventListener("click", () => ctx.openViewer(image, node));
   node.style.margin = "0";
   if (caption) node.append(el("figcaption", { class: "caption", text: image.prompt || "(no prompt)" }));
-  node.append(imageActions(image, { compact: true, only: caption ? ["download", "favourite", "reference", "repaint", "extend", "reuse"] : null }));
+  // Tiles keep the everyday actions; the large view has them all (upscale, delete).
+  const only = caption ? ["download", "favourite", "reference", "repaint", "extend", "reuse"]
+    : ["download", "favourite", "reference", "vary", "repaint", "extend", "reuse"];
+  node.append(imageActions(image, { compact: true, only }));
   return node;
 }
