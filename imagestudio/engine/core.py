@@ -111,7 +111,7 @@ class Engine:
                  cancel: Optional[CancelToken] = None) -> GenerationResult:
         req = self.prepare(request)
         if req.mode is Mode.upscale:
-            return self._upscale(req)
+            return self._upscale(req, on_progress, cancel)
         info = self.catalog.get(req.model)
         run = _Run(self, req, info, on_progress, cancel)
         with self._lock:
@@ -125,15 +125,26 @@ class Engine:
                                                 parameters=run.parameters(seed, i), drift=drift))
         return result
 
-    def _upscale(self, req: GenerationRequest) -> GenerationResult:
+    def _upscale(self, req: GenerationRequest, on_progress: Optional[ProgressCallback] = None,
+                 cancel: Optional[CancelToken] = None) -> GenerationResult:
         """Upscale mode: no diffusion. The source's own settings (if any) are
-        kept in the infotext with A1111's postprocess keys added."""
+        kept in the infotext with A1111's postprocess keys added. Progress
+        counts tiles; a cancel takes effect between tiles."""
         from .upscale import upscale
+
+        def on_tile(done: int, total: int) -> None:
+            if cancel is not None:
+                cancel.raise_if_cancelled()
+            if on_progress is not None:
+                on_progress(Progress(step=done, total=total))
 
         source = load_image(req.init_image, what="init image")
         started = time.perf_counter()
         with self._lock:
-            image = upscale(px.to_rgb(source), req.upscale_factor, req.upscaler, self.catalog.models_dir)
+            if cancel is not None:
+                cancel.raise_if_cancelled()
+            image = upscale(px.to_rgb(source), req.upscale_factor, req.upscaler, self.catalog.models_dir,
+                            on_tile=on_tile)
         seconds = time.perf_counter() - started
         previous = read_parameters(source)
         fields = {"Size": f"{image.width}x{image.height}", "Postprocess upscale by": req.upscale_factor,

@@ -12,6 +12,7 @@ untiled one (the studio network looks 4 pixels around itself).
 from __future__ import annotations
 
 import logging
+import math
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Optional
@@ -85,14 +86,20 @@ def load_studio(scale: int):
 # --- tiling -------------------------------------------------------------------
 
 
-def run_tiled(fn: Callable, image: Image.Image, scale: int, tile: int = TILE, overlap: int = OVERLAP) -> Image.Image:
+TileCallback = Callable[[int, int], None]
+
+
+def run_tiled(fn: Callable, image: Image.Image, scale: int, tile: int = TILE, overlap: int = OVERLAP,
+              on_tile: Optional[TileCallback] = None) -> Image.Image:
     """Apply `fn` (a (1,3,h,w) float tensor in 0..1 -> (1,3,h*scale,w*scale))
-    tile by tile; each call sees at most (tile + 2*overlap)^2 input pixels."""
+    tile by tile; each call sees at most (tile + 2*overlap)^2 input pixels.
+    `on_tile(done, total)` runs after each tile (progress; may raise to cancel)."""
     import torch
 
     src = np.array(image.convert("RGB"))
     height, width = src.shape[:2]
     out = np.empty((height * scale, width * scale, 3), np.uint8)
+    total, done = math.ceil(height / tile) * math.ceil(width / tile), 0
     with torch.inference_mode():
         for y0 in range(0, height, tile):
             for x0 in range(0, width, tile):
@@ -105,6 +112,9 @@ def run_tiled(fn: Callable, image: Image.Image, scale: int, tile: int = TILE, ov
                 centre = result[:, oy:oy + (y1 - y0) * scale, ox:ox + (x1 - x0) * scale]
                 out[y0 * scale:y1 * scale, x0 * scale:x1 * scale] = (
                     centre.clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(1, 2, 0).numpy())
+                done += 1
+                if on_tile is not None:
+                    on_tile(done, total)
     return Image.fromarray(out)
 
 
@@ -177,7 +187,8 @@ def resolve_upscaler(name: str, models_dir: Optional[Path] = None) -> str:
 
 
 def upscale(image: Image.Image, factor: float, name: str = "Lanczos", models_dir: Optional[Path] = None,
-            size: Optional[tuple[int, int]] = None, tile: int = TILE, overlap: int = OVERLAP) -> Image.Image:
+            size: Optional[tuple[int, int]] = None, tile: int = TILE, overlap: int = OVERLAP,
+            on_tile: Optional[TileCallback] = None) -> Image.Image:
     """`image` made `factor` times larger (or exactly `size`) with the named upscaler."""
     image = image.convert("RGB")
     size = size or target_size(image.size, factor)
@@ -190,13 +201,13 @@ def upscale(image: Image.Image, factor: float, name: str = "Lanczos", models_dir
         needed = max(size[0] / image.width, size[1] / image.height)
         scale = 2 if needed <= 2 else 4
         net = load_studio(scale)
-        big = run_tiled(net, image, scale, tile, overlap)
+        big = run_tiled(net, image, scale, tile, overlap, on_tile)
         if needed > 4:
-            big = run_tiled(net, big, scale, tile, overlap)
+            big = run_tiled(net, big, scale, tile, overlap, on_tile)
     else:
         model = load_user_upscaler(find_user_upscalers(models_dir)[name])
         # Big architectures see farther: more context per tile.
-        big = run_tiled(model, image, int(model.scale), max(tile, 192), max(overlap, 32))
+        big = run_tiled(model, image, int(model.scale), max(tile, 192), max(overlap, 32), on_tile)
         while big.width < size[0] and big.width * model.scale <= 2 * MAX_UPSCALE_SIDE:
-            big = run_tiled(model, big, int(model.scale), max(tile, 192), max(overlap, 32))
+            big = run_tiled(model, big, int(model.scale), max(tile, 192), max(overlap, 32), on_tile)
     return big if big.size == size else big.resize(size, Image.LANCZOS)

@@ -139,3 +139,27 @@ def test_img2img_with_tiny_strength_still_runs(tiny_engine, tmp_path):
                                                   init_image=str(init)))
     assert np.array_equal(np.asarray(zero.images[0].image), np.asarray(Image.open(init)))
     assert zero.images[0].drift["ssim"] == pytest.approx(1.0)
+
+
+def test_upscale_reports_tiles_and_can_be_cancelled(tiny_engine, tmp_path):
+    from imagestudio.engine import CancelToken
+    from imagestudio.errors import Cancelled
+
+    image = tmp_path / "in.png"
+    photo("chelsea").resize((300, 200)).save(image)  # 3 x 2 tiles of 128
+    seen = []
+    result = tiny_engine.generate(GenerationRequest(mode="upscale", init_image=str(image), upscaler="Studio"),
+                                  on_progress=lambda p: seen.append((p.step, p.total)))
+    assert result.images[0].image.size == (600, 400) and seen == [(i, 6) for i in range(1, 7)]
+    token = CancelToken()
+    done = []
+
+    def cancel_after_two(progress):
+        done.append(progress.step)
+        if progress.step == 2:
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        tiny_engine.generate(GenerationRequest(mode="upscale", init_image=str(image), upscaler="Studio"),
+                             on_progress=cancel_after_two, cancel=token)
+    assert done == [1, 2]
