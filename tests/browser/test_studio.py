@@ -78,6 +78,10 @@ def test_prompt_counter_and_generate_disabled_when_prompt_empty(page, server):
     expect(generate).to_be_disabled()
     expect(page.locator("#generate-reason")).to_contain_text("Write a prompt")
 
+    page.locator(".example").first.click()  # an example prompt fills the field
+    expect(page.locator("#prompt")).not_to_have_value("   ")
+    expect(generate).to_be_enabled()
+
 
 def test_save_a_prompt_and_load_it_back(page, server):
     open_studio(page, server)

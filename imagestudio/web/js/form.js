@@ -634,6 +634,13 @@ export function init() {
     else toast("Drop an image file here.", { error: true });
   });
   $("#reference-clear").addEventListener("click", clearReference);
+  for (const button of document.querySelectorAll(".example")) {
+    button.addEventListener("click", () => {
+      $("#prompt").value = button.textContent;
+      changed();
+      $("#prompt").focus();
+    });
+  }
   $("#mode-chip-clear").addEventListener("click", clearReference);
   $("#reference-pick").addEventListener("click", () => {
     document.body.classList.add("picking");
