@@ -147,7 +147,7 @@ class GenerationRequest(BaseModel):
     hires_scale: Optional[float] = Field(None, ge=1, le=4, description="Hires fix: txt2img, upscale by this, then img2img.")
     hires_strength: float = Field(0.45, ge=0, le=1, description="Hires fix: denoising strength of the second pass.")
     hires_steps: Optional[int] = Field(None, ge=1, le=150, description="Hires fix: steps of the second pass; None = steps.")
-    control: Optional[Control] = Field(None, description="ControlNet guidance (txt2img).")
+    control: Optional[Control] = Field(None, description="ControlNet guidance (txt2img, img2img).")
     keep_mask: Optional[str] = Field(None, description="img2img: white = keep these pixels unchanged.")
     keep_faces: bool = Field(False, description="img2img: keep detected faces unchanged.")
 
@@ -174,8 +174,8 @@ class GenerationRequest(BaseModel):
             raise ValueError(f"mode {self.mode.value} needs an init image")
         if (self.keep_mask or self.keep_faces) and self.mode not in (Mode.img2img, Mode.variation):
             raise ValueError("keep mask / keep faces apply to img2img (inpaint already keeps the unmasked area)")
-        if self.control is not None and self.mode is not Mode.txt2img:
-            raise ValueError("control guidance applies to txt2img")
+        if self.control is not None and self.mode not in (Mode.txt2img, Mode.img2img):
+            raise ValueError("control guidance applies to txt2img and img2img")
         if self.mode is Mode.inpaint and not self.mask:
             raise ValueError("inpaint needs a mask (white where the image should be repainted)")
         if self.mode is Mode.outpaint and not self.outpaint.any:

@@ -278,18 +278,20 @@ class _Run:
                    **self._common(pipe), **extra)
         return out.images
 
-    def _control(self):
+    def _control(self, mode: str = "txt2img"):
         """The ControlNet pipeline and its arguments for `req.control`."""
         from .control import choose_controlnet, preprocess
 
         control = self.req.control
         name, path = choose_controlnet(self.engine.catalog.models_dir, control.type, control.model)
         self.controlnet = name
-        pipe = self.engine.cache.get_control(self.info, path)
+        pipe = self.engine.cache.get_control(self.info, path, mode)
         source = load_image(control.image, what="control image")
         image = preprocess(control.type, source, (self.req.width, self.req.height), control.preprocess)
         self.control_image = image
-        return pipe, {"image": [image] * self.req.count, "controlnet_conditioning_scale": control.weight,
+        # txt2img takes the control as `image`; img2img keeps `image` for the init.
+        key = "image" if mode == "txt2img" else "control_image"
+        return pipe, {key: [image] * self.req.count, "controlnet_conditioning_scale": control.weight,
                       "control_guidance_start": control.start, "control_guidance_end": control.end}
 
     def _init(self):
@@ -300,14 +302,20 @@ class _Run:
         init = self._init()
         resized = init.resize((self.req.width, self.req.height), px.Image.LANCZOS)
         self.strength = self.req.strength
-        images = self._img2img_pass([resized] * self.req.count, self.req.strength, self.req.steps)
+        images = self._img2img_pass([resized] * self.req.count, self.req.strength, self.req.steps,
+                                    control=self.req.control is not None)
         return self._keep(resized, images)
 
-    def _img2img_pass(self, images: list, strength: float, steps: int) -> list:
+    def _img2img_pass(self, images: list, strength: float, steps: int, control: bool = False) -> list:
         if strength <= 0:  # nothing to repaint
             return [image.copy() for image in images]
-        pipe = self.engine.cache.get(self.info, "img2img")
+        extra: dict = {}
+        if control:
+            pipe, extra = self._control("img2img")
+        else:
+            pipe = self.engine.cache.get(self.info, "img2img")
         kwargs = self._common(pipe)
+        kwargs.update(extra)
         # diffusers runs int(steps * strength) steps: keep at least one.
         kwargs["num_inference_steps"] = max(steps, math.ceil(1 / strength))
         return pipe(image=images, strength=strength, **kwargs).images

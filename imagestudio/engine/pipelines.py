@@ -54,20 +54,24 @@ class PipelineCache:
                 entry[kind] = _derive(entry["txt2img"], kind)
             return entry[kind]
 
-    def get_control(self, info: ModelInfo, controlnet: Path):
-        """The txt2img ControlNet pipeline for `controlnet` (a diffusers
-        folder), sharing the model's components; cached beside its modes."""
-        from diffusers import AutoPipelineForText2Image
+    def get_control(self, info: ModelInfo, controlnet: Path, mode: str = "txt2img"):
+        """The txt2img or img2img ControlNet pipeline for `controlnet` (a
+        diffusers folder), sharing the model's components; cached beside its
+        modes (one ControlNet module shared by both)."""
+        from diffusers import AutoPipelineForImage2Image, AutoPipelineForText2Image
 
         from .control import load_controlnet
 
-        kind = f"control:{controlnet}"
+        kind = f"control:{mode}:{controlnet}"
         with self._lock:
             base = self.get(info, "txt2img")
             entry = self._models[f"{info.source}:{info.path}"]
             if kind not in entry:
-                net = load_controlnet(Path(controlnet), base.unet.dtype).to(self.device)
-                pipe = AutoPipelineForText2Image.from_pipe(base, controlnet=net)
+                other = entry.get(f"control:{'img2img' if mode == 'txt2img' else 'txt2img'}:{controlnet}")
+                net = other.controlnet if other is not None else (
+                    load_controlnet(Path(controlnet), base.unet.dtype).to(self.device))
+                auto = AutoPipelineForText2Image if mode == "txt2img" else AutoPipelineForImage2Image
+                pipe = auto.from_pipe(base, controlnet=net)
                 pipe.set_progress_bar_config(disable=True)
                 entry[kind] = pipe
             return entry[kind]

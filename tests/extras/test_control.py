@@ -137,3 +137,19 @@ def test_controlnet_training_runs_and_its_result_loads(tmp_path, tiny_models_dir
     engine = Engine(Catalog(models, include_embedded=False))
     scores = evaluate(engine, "tiny", "tiny-canny", n=1, steps=2)
     assert set(scores) == {"controlled", "free"} and 0 <= scores["controlled"]["edge_f1"] <= 1
+
+
+def test_control_in_img2img(tiny_engine, tiny_controlnet, square, tmp_path):
+    init = tmp_path / "init.png"
+    Image.new("RGB", (64, 64), (200, 60, 60)).save(init)
+    base = dict(BASE, mode="img2img", init_image=str(init), strength=0.8)
+    plain = tiny_engine.generate(GenerationRequest(**base))
+    zero = tiny_engine.generate(GenerationRequest(**base, control=Control(image=str(square), weight=0.0)))
+    full = tiny_engine.generate(GenerationRequest(**base, control=Control(image=str(square), weight=1.0)))
+    assert np.array_equal(px(zero), px(plain))
+    assert np.abs(px(full) - px(plain)).mean() > 1.0
+    assert "ControlNet 0" in full.images[0].parameters and full.images[0].drift is not None
+    # txt2img and img2img ControlNet pipelines share one ControlNet module
+    info = tiny_engine.catalog.get("tiny")
+    assert (tiny_engine.cache.get_control(info, tiny_controlnet, "img2img").controlnet
+            is tiny_engine.cache.get_control(info, tiny_controlnet).controlnet)
