@@ -1,7 +1,8 @@
 """Train and measure the studio's own upscaler (`upscale.studio_net`).
 
 Training pictures: the sample photos that ship with scikit-image and
-scikit-learn, plus scenes from the embedded model's renderer. Low-resolution
+scikit-learn (skipped when scikit-learn is not installed), plus scenes from the
+embedded model's renderer. Low-resolution
 inputs are the pictures shrunk with PIL's bicubic filter. Held out (never
 trained on): skimage `coffee`, scikit-learn `flower.jpg` and renderer scenes
 drawn from a separate seed.
@@ -40,6 +41,17 @@ def photo(name: str) -> Image.Image:
     return Image.fromarray(getattr(skimage.data, name)()).convert("RGB")
 
 
+def photos(names) -> list[Image.Image]:
+    """The named sample photos; scikit-learn's two are skipped when it is not installed."""
+    found = []
+    for name in names:
+        try:
+            found.append(photo(name))
+        except ImportError:
+            continue
+    return found
+
+
 def scenes(n: int, seed: int) -> list[Image.Image]:
     try:
         from ..embedded import renderer
@@ -64,7 +76,7 @@ def psnr(a: np.ndarray, b: np.ndarray, border: int) -> float:
 
 
 def held_out() -> dict[str, list[Image.Image]]:
-    return {"photos": [photo(n) for n in HELD_OUT_PHOTOS], "scenes": scenes(16, seed=777_001)}
+    return {"photos": photos(HELD_OUT_PHOTOS), "scenes": scenes(16, seed=777_001)}
 
 
 def evaluate(scale: int, net=None) -> dict:
@@ -87,7 +99,7 @@ def _evaluate(images: list[Image.Image], scale: int, net) -> dict:
 
 
 def _pairs(scale: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    pictures = [photo(n) for n in TRAIN_PHOTOS] + scenes(96, seed=4242)
+    pictures = photos(TRAIN_PHOTOS) + scenes(96, seed=4242)
     pairs = []
     for hr in pictures:
         lr = shrink(hr, scale)
@@ -106,7 +118,7 @@ def train(scale: int, steps: int = 1500, batch: int = 16, patch: int = 24, seed:
     rng = np.random.default_rng(seed)
     pairs = _pairs(scale)
     # Photos hold most of the texture: draw them as often as all scenes together.
-    n_photos = len(TRAIN_PHOTOS)
+    n_photos = len(photos(TRAIN_PHOTOS))
     weights = np.array([1.0 / n_photos] * n_photos + [1.0 / max(1, len(pairs) - n_photos)] * (len(pairs) - n_photos))
     weights /= weights.sum()
     net = studio_net(scale)
