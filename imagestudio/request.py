@@ -81,7 +81,7 @@ class Outpaint(BaseModel):
         return cls(**values)
 
 
-CONTROL_TYPES = ("canny", "scribble")
+CONTROL_TYPES = ("canny", "scribble", "grayscale")
 #: Largest side an upscale (or hires fix) may produce.
 MAX_UPSCALE_SIDE = 4096
 
@@ -90,7 +90,8 @@ class Control(BaseModel):
     """ControlNet guidance: a preprocessed control image steers the structure."""
 
     model_config = ConfigDict(extra="forbid")
-    type: str = Field("canny", description="Preprocessor: canny (edges of a photo) or scribble (a drawing).")
+    type: str = Field("canny", description="Preprocessor: canny (edges of a photo), scribble (a drawing) or "
+                                            "grayscale (brightness, for recolor/brightness ControlNets).")
     image: str = Field(..., description="Control source image (path, data URI or base64).")
     model: Optional[str] = Field(None, description="ControlNet name in models/ControlNet; None = first matching the type.")
     weight: float = Field(1.0, ge=0, le=2, description="Conditioning scale.")

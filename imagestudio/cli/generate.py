@@ -73,7 +73,7 @@ def generate(
     hires_strength: float = typer.Option(0.45, "--hires-strength", help="Hires fix: denoising strength of the second pass."),
     hires_steps: Optional[int] = typer.Option(None, "--hires-steps", help="Hires fix: steps of the second pass (default: --steps)."),
     upscaler: str = typer.Option("Lanczos", "--upscaler", help="Hires fix upscaler: Lanczos, Studio or a model in models/ESRGAN."),
-    control: Optional[str] = typer.Option(None, "--control", help="ControlNet guidance: canny or scribble (needs --control-image)."),
+    control: Optional[str] = typer.Option(None, "--control", help="ControlNet guidance: canny, scribble or grayscale (needs --control-image)."),
     control_image: Optional[Path] = typer.Option(None, "--control-image", help="Photo (canny) or drawing (scribble) to follow."),
     control_weight: float = typer.Option(1.0, "--control-weight", help="ControlNet conditioning scale (0-2)."),
     control_start: float = typer.Option(0.0, "--control-start", help="Fraction of the steps where control starts."),

@@ -5,7 +5,9 @@ an image follows a control's edges.
 Preprocessors return what ControlNet checkpoints were trained on: white lines
 on black. `canny` runs OpenCV's Canny edge detector on a photo; `scribble`
 reads a drawing (lines that differ from the paper's colour), thickened, and
-falls back to thickened edges when given a photo instead of a drawing."""
+falls back to thickened edges when given a photo instead of a drawing;
+`grayscale` keeps only brightness (recolor/brightness ControlNets). No depth
+or pose preprocessor: those need downloaded models."""
 
 from __future__ import annotations
 
@@ -49,7 +51,12 @@ def scribble(image: Image.Image, thickness: int = 3) -> Image.Image:
     return Image.fromarray(lines).convert("RGB")
 
 
-PREPROCESSORS = {"canny": canny, "scribble": scribble}
+def grayscale(image: Image.Image) -> Image.Image:
+    """Brightness only: what recolor/brightness ControlNets are trained on."""
+    return image.convert("L").convert("RGB")
+
+
+PREPROCESSORS = {"canny": canny, "scribble": scribble, "grayscale": grayscale}
 
 
 def preprocess(kind: str, image: Image.Image, size: tuple[int, int], run: bool = True) -> Image.Image:

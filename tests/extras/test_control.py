@@ -65,6 +65,14 @@ def test_scribble_reads_a_drawing_and_thickens_it():
     assert (np.asarray(scribble(photo).convert("L")) > 127).mean() < 1.0  # edges, not "all ink"
 
 
+def test_grayscale_keeps_brightness_only():
+    from imagestudio.engine.control import preprocess
+
+    image = Image.new("RGB", (80, 40), (200, 40, 40))
+    out = np.asarray(preprocess("grayscale", image, (64, 32)))
+    assert out.shape == (32, 64, 3) and (out[..., 0] == out[..., 1]).all() and (out[..., 1] == out[..., 2]).all()
+
+
 def test_edge_overlap_measure(square):
     edges = canny(Image.open(square))
     assert edge_overlap(Image.open(square), edges) == {"recall": 1.0, "precision": 1.0, "f1": 1.0}
