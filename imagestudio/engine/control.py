@@ -20,6 +20,9 @@ from PIL import Image
 from ..errors import ModelLoadError, ModelNotFound
 
 CONTROLNET_DIRS = ("ControlNet", "controlnet")
+#: ControlNets that ship with the studio, for the embedded model only
+#: (folders named embedded-<type>, trained by engine/control_train.py).
+SHIPPED_DIR = Path(__file__).resolve().parent / "weights" / "controlnet"
 CANNY_LOW, CANNY_HIGH = 100, 200
 #: A "drawing" whose lines cover more than this share of the image is a photo.
 DRAWING_MAX_INK = 0.3
@@ -83,8 +86,14 @@ def edge_overlap(image: Image.Image, control_edges: Image.Image, tolerance: int 
     return {"recall": round(recall, 4), "precision": round(precision, 4), "f1": round(f1, 4)}
 
 
-def find_controlnets(models_dir: Optional[Path]) -> dict[str, Path]:
+def find_controlnets(models_dir: Optional[Path], architecture: Optional[str] = None) -> dict[str, Path]:
+    """User ControlNets by name; with architecture "embedded", the shipped
+    ones for the embedded model come first."""
     found: dict[str, Path] = {}
+    if architecture == "embedded" and SHIPPED_DIR.is_dir():
+        for entry in sorted(SHIPPED_DIR.iterdir()):
+            if (entry / "config.json").exists():
+                found[entry.name] = entry
     if not models_dir:
         return found
     for sub in CONTROLNET_DIRS:
@@ -99,10 +108,11 @@ def find_controlnets(models_dir: Optional[Path]) -> dict[str, Path]:
     return found
 
 
-def choose_controlnet(models_dir: Optional[Path], kind: str, name: Optional[str] = None) -> tuple[str, Path]:
+def choose_controlnet(models_dir: Optional[Path], kind: str, name: Optional[str] = None,
+                      architecture: Optional[str] = None) -> tuple[str, Path]:
     """The named ControlNet, else the one whose name mentions the control type
     (e.g. control_v11p_sd15_canny), else the only one installed."""
-    nets = find_controlnets(models_dir)
+    nets = find_controlnets(models_dir, architecture)
     if name:
         if name not in nets:
             raise ModelNotFound(f"unknown ControlNet {name!r}; installed: {', '.join(nets) or 'none'}")

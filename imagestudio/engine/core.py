@@ -283,7 +283,8 @@ class _Run:
         from .control import choose_controlnet, preprocess
 
         control = self.req.control
-        name, path = choose_controlnet(self.engine.catalog.models_dir, control.type, control.model)
+        name, path = choose_controlnet(self.engine.catalog.models_dir, control.type, control.model,
+                                       self.info.architecture)
         self.controlnet = name
         pipe = self.engine.cache.get_control(self.info, path, mode)
         source = load_image(control.image, what="control image")

@@ -161,3 +161,18 @@ def test_control_in_img2img(tiny_engine, tiny_controlnet, square, tmp_path):
     info = tiny_engine.catalog.get("tiny")
     assert (tiny_engine.cache.get_control(info, tiny_controlnet, "img2img").controlnet
             is tiny_engine.cache.get_control(info, tiny_controlnet).controlnet)
+
+
+def test_shipped_controlnets_are_offered_to_the_embedded_model_only(tmp_path, monkeypatch):
+    import imagestudio.engine.control as control
+
+    shipped = tmp_path / "shipped"
+    (shipped / "embedded-canny").mkdir(parents=True)
+    (shipped / "embedded-canny" / "config.json").write_text("{}")
+    user = tmp_path / "models" / "ControlNet" / "control_sd15_canny"
+    user.mkdir(parents=True)
+    (user / "config.json").write_text("{}")
+    monkeypatch.setattr(control, "SHIPPED_DIR", shipped)
+    assert control.choose_controlnet(tmp_path / "models", "canny", architecture="embedded")[0] == "embedded-canny"
+    assert control.choose_controlnet(tmp_path / "models", "canny", architecture="sd15")[0] == "control_sd15_canny"
+    assert control.choose_controlnet(None, "canny", architecture="embedded")[0] == "embedded-canny"
