@@ -193,13 +193,12 @@ class _Run:
         from ..prompts import encode_prompts, encode_prompts_sdxl
 
         n = self.req.count
+        prompt = self.prompt if self.encode_prompt is None else self.encode_prompt
         if self.info.architecture == "sdxl":
-            prompt = self.prompt if self.encode_prompt is None else self.encode_prompt
             pos, neg, pooled, neg_pooled = encode_prompts_sdxl(pipe, prompt, self.negative, device=pipe.device)
             return {"prompt_embeds": pos.repeat(n, 1, 1), "negative_prompt_embeds": neg.repeat(n, 1, 1),
                     "pooled_prompt_embeds": pooled.repeat(n, 1),
                     "negative_pooled_prompt_embeds": neg_pooled.repeat(n, 1)}
-        prompt = self.prompt if self.encode_prompt is None else self.encode_prompt
         pos, neg = encode_prompts(pipe, prompt, self.negative, device=pipe.device)
         return {"prompt_embeds": pos.repeat(n, 1, 1), "negative_prompt_embeds": neg.repeat(n, 1, 1)}
 
