@@ -163,3 +163,20 @@ def test_upscale_reports_tiles_and_can_be_cancelled(tiny_engine, tmp_path):
         tiny_engine.generate(GenerationRequest(mode="upscale", init_image=str(image), upscaler="Studio"),
                              on_progress=cancel_after_two, cancel=token)
     assert done == [1, 2]
+
+
+def test_hires_fix_from_the_cli(tmp_path, tiny_models_dir):
+    from typer.testing import CliRunner
+
+    from imagestudio.cli import app
+    from imagestudio.store.metadata import read_parameters
+
+    result = CliRunner().invoke(app, ["generate", "a green tree", "--width", "64", "--height", "64", "--steps", "2",
+                                      "--hires-scale", "2", "--hires-strength", "0.5", "--upscaler", "Studio",
+                                      "--model", "tiny", "--models", str(tiny_models_dir), "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    (png,) = tmp_path.glob("*.png")
+    assert Image.open(png).size == (128, 128) and "Hires upscaler: Studio" in read_parameters(png)
+    bad = CliRunner().invoke(app, ["generate", "a tree", "--hires-scale", "2", "--upscaler", "Bogus", "--model", "tiny",
+                                   "--models", str(tiny_models_dir), "--out", str(tmp_path / "bad")])
+    assert bad.exit_code == 2 and "unknown upscaler 'Bogus'" in bad.output
