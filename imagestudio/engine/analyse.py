@@ -4,6 +4,8 @@ an image.
 1. A PNG that carries generation settings (studio, AUTOMATIC1111, ComfyUI
    `parameters` chunk) gives its exact prompt, negative prompt, model, size
    and seed; a studio PNG also gives the whole request (`imagestudio` chunk).
+   AUTOMATIC1111's JPEG and WebP files carry the same text in the EXIF
+   UserComment, which is read too.
 2. Otherwise the embedded model's judge (a small CNN trained on the scene
    renderer) describes the image: objects with colour and position, the
    background and the style. It only knows that domain: `confidence` says
@@ -41,7 +43,7 @@ def analyse(image: Image.Image, catalog=None) -> dict[str, Any]:
     width, height = image.size
     result: dict[str, Any] = {"width": width, "height": height, "aspect_ratio": nearest_aspect(width, height),
                               "source": "none", "prompt": "", "negative_prompt": "", "model": None}
-    text = read_parameters(image)
+    text = read_parameters(image) or exif_parameters(image)
     if text:
         fields = parse_parameters(text)
         result.update(source="parameters", prompt=fields.pop("prompt"), negative_prompt=fields.pop("negative_prompt"),
@@ -59,6 +61,27 @@ def analyse(image: Image.Image, catalog=None) -> dict[str, Any]:
     if native:
         result["suggested_size"] = list(size_for_aspect(result["aspect_ratio"], native))
     return result
+
+
+def exif_parameters(image: Image.Image) -> Optional[str]:
+    """A1111's infotext in a JPEG/WebP: EXIF UserComment, an 8-byte charset
+    prefix then the text (UNICODE = UTF-16, big-endian as A1111's piexif writes it)."""
+    try:
+        comment = image.getexif().get_ifd(0x8769).get(0x9286)
+    except Exception:  # no or broken EXIF
+        return None
+    if isinstance(comment, str):
+        return comment.strip("\x00").strip() or None
+    if not isinstance(comment, bytes) or len(comment) <= 8:
+        return None
+    prefix, payload = comment[:8], comment[8:]
+    if prefix.startswith(b"UNICODE"):
+        little = len(payload) > 1 and payload[1] == 0 and payload[0] != 0
+        text = payload.decode("utf-16-le" if little else "utf-16-be", errors="replace")
+    else:
+        text = payload.decode("utf-8", errors="replace")
+    text = text.strip("\x00").strip()
+    return text or None
 
 
 def describe(image: Image.Image) -> Optional[dict]:

@@ -95,3 +95,16 @@ def test_analyse_errors(tmp_path, models):
     broken.write_bytes(b"not a png")
     result = run("analyse", broken, *models)
     assert result.exit_code == 2 and "could not be read as an image" in result.output
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "WEBP"])
+def test_a1111_jpeg_and_webp_settings_in_exif(tmp_path, fmt):
+    text = "a cat in a hat, (sharp:1.2)\nNegative prompt: dog\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1, " \
+           "Size: 768x512, Model: dreamshaper_8"
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0x9286] = b"UNICODE\x00" + text.encode("utf-16-be")  # what A1111 (piexif) writes
+    path = tmp_path / f"a1111.{fmt.lower()}"
+    Image.new("RGB", (768, 512), "grey").save(path, fmt, exif=exif.tobytes())
+    result = analyse(Image.open(path))
+    assert result["source"] == "parameters" and result["prompt"] == "a cat in a hat, (sharp:1.2)"
+    assert result["negative_prompt"] == "dog" and result["model"] == "dreamshaper_8" and result["aspect_ratio"] == "3:2"
