@@ -104,3 +104,32 @@ def test_a_broken_lora_file_is_named_and_leaves_the_model_clean(tiny_engine, tin
     after = tiny_engine.generate(GenerationRequest(prompt="a red house", **BASE))
     assert np.array_equal(pixels(plain), pixels(after))
     broken.unlink()
+
+
+def test_lora_on_the_embedded_model(tmp_path):
+    """The same contract on the model that ships (skipped until its weights are in the repo)."""
+    from imagestudio.engine import Catalog, Engine
+    from imagestudio.engine.catalog import embedded_model
+
+    if embedded_model() is None:
+        pytest.skip("the embedded model's weights are not installed")
+    import torch
+    from diffusers import StableDiffusionPipeline
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    from imagestudio.embedded import model_dir
+
+    pipe = StableDiffusionPipeline.from_pretrained(model_dir())
+    torch.manual_seed(2)
+    pipe.unet.add_adapter(LoraConfig(r=4, lora_alpha=4, init_lora_weights=False,
+                                     target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+    StableDiffusionPipeline.save_lora_weights(tmp_path / "models" / "Lora", weight_name="shapes.safetensors",
+                                              unet_lora_layers=get_peft_model_state_dict(pipe.unet))
+    engine = Engine(Catalog(tmp_path / "models"))
+    req = dict(model="embedded", steps=4, seed=3)
+    plain = engine.generate(GenerationRequest(prompt="a red circle on the left", **req))
+    zero = engine.generate(GenerationRequest(prompt="a red circle on the left <lora:shapes:0>", **req))
+    one = engine.generate(GenerationRequest(prompt="a red circle on the left <lora:shapes:1>", **req))
+    assert np.array_equal(pixels(plain), pixels(zero))
+    assert np.abs(pixels(plain) - pixels(one)).mean() > 1.0
