@@ -48,7 +48,7 @@ def _scenes(n: int, seed: int, single: bool = False):
 
 
 def train_controlnet(model_dir: Path, out: Path, kind: str = "canny", steps: int = 2000, batch: int = 16,
-                     lr: float = 2e-4, seed: int = 0, caption_dropout: float = 0.1,
+                     lr: float = 2e-4, seed: int = 0, caption_dropout: float = 0.1, noise_bias: float = 1.0,
                      progress: Optional[Callable[[int, int, float], None]] = None) -> Path:
     import torch
     import torch.nn.functional as F
@@ -80,7 +80,9 @@ def train_controlnet(model_dir: Path, out: Path, kind: str = "canny", steps: int
             latents = vae.encode(pixels).latent_dist.mean * vae.config.scaling_factor
             text, _ = pipe.encode_prompt(captions, "cpu", 1, False)
         noise = torch.randn_like(latents)
-        t = torch.randint(0, noise_schedule.config.num_train_timesteps, (batch,))
+        # noise_bias > 1 draws more high-noise steps, where the layout is decided.
+        u = torch.rand(batch) ** noise_bias
+        t = ((1 - u) * (noise_schedule.config.num_train_timesteps - 1)).round().long()
         noisy = noise_schedule.add_noise(latents, noise, t)
         target = noise if prediction == "epsilon" else noise_schedule.get_velocity(latents, noise, t)
         down, mid = net(noisy, t, encoder_hidden_states=text, controlnet_cond=control, return_dict=False)
@@ -96,7 +98,8 @@ def train_controlnet(model_dir: Path, out: Path, kind: str = "canny", steps: int
     out = Path(out)
     net.save_pretrained(out)
     (out / "training.txt").write_text(
-        f"kind={kind} steps={steps} batch={batch} lr={lr} seed={seed} seconds={time.time() - started:.0f} "
+        f"kind={kind} steps={steps} batch={batch} lr={lr} noise_bias={noise_bias} seed={seed} "
+        f"seconds={time.time() - started:.0f} "
         f"final_loss_ema={ema:.4f}\n")
     return out
 
@@ -151,6 +154,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--kind", choices=("canny", "scribble"), default="canny")
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=2e-4)
+    parser.add_argument("--noise-bias", type=float, default=1.0, help=">1: more high-noise training steps")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, help="where to save the ControlNet folder")
     parser.add_argument("--eval", type=Path, help="evaluate this ControlNet folder (inside <models>/ControlNet)")
@@ -163,7 +168,8 @@ def main(argv: Optional[list[str]] = None) -> None:
             if step % 50 == 0 or step == total:
                 print(f"step {step}/{total} loss {loss:.4f}", flush=True)
 
-        print(train_controlnet(folder, args.out, args.kind, args.steps, args.batch, progress=report))
+        print(train_controlnet(folder, args.out, args.kind, args.steps, args.batch, lr=args.lr,
+                               noise_bias=args.noise_bias, progress=report))
     if args.eval:
         models = args.eval.parent.parent
         engine = Engine(Catalog(models))
