@@ -2,7 +2,8 @@
 // repaint, extend, upscale (when the server has it), reuse settings, delete.
 
 import * as api from "./api.js";
-import { clearReference, fill, setReferenceImage } from "./form.js";
+import { fill } from "./form.js";
+import { setReferenceImage } from "./reference.js";
 import { openExtend, openRepaint } from "./mask.js";
 import { $, ctx, el, icon, sentence, toast } from "./state.js";
 
@@ -216,5 +217,4 @@ export function init() {
     if (event.key === "ArrowLeft") showNeighbour(-1);
     else if (event.key === "ArrowRight") showNeighbour(1);
   });
-  ctx.clearReference = clearReference;
 }

@@ -1,14 +1,13 @@
-// The generate form: catalog controls, prompt counter, seed, reference image,
-// live cost estimate and the reasons Generate is disabled.
+// The generate form: catalog controls, prompt counter, seed, live cost
+// estimate and the reasons Generate is disabled. The reference image lives in reference.js.
 
 import * as api from "./api.js";
-import { nearestRatio, parseInfotext, pngTextChunks } from "./pnginfo.js";
-import { $, $$, ASPECT_RATIOS, ctx, debounce, el, sentence, sizeForRatio, slug, toast } from "./state.js";
+import { clearReference, initReference, reference, setReferenceImage, setStrength } from "./reference.js";
+import { $, $$, ASPECT_RATIOS, ctx, debounce, el, sentence, sizeForRatio, slug } from "./state.js";
 
 const MAX_PROMPT = 2000;
 
 const state = {
-  reference: null, // {kind: "upload", dataUri, blob, name, width, height} | {kind: "image", id, url, width, height, model}
   estimate: null, // {cost, balance, affordable} or {error}
   estimateSeq: 0,
   submitting: false,
@@ -138,7 +137,7 @@ function currentModel() {
   return ctx.models.find((m) => m.name === $("#model").value) || null;
 }
 
-function onModelChange() {
+export function onModelChange() {
   const model = currentModel();
   $("#model-info").textContent = model
     ? `${model.description || model.architecture} · native ${model.native_size}px · ${model.cost} credit${model.cost === 1 ? "" : "s"} per image`
@@ -159,7 +158,7 @@ function selectedStyle() {
   return input ? input.value : null;
 }
 
-function selectedRatio() {
+export function selectedRatio() {
   return $("input[name=ratio]:checked").value;
 }
 
@@ -216,7 +215,7 @@ export function buildRequest() {
   if (steps !== null) request.steps = steps;
   if (guidance !== null) request.guidance = guidance;
   if ($("#sampler").value) request.sampler = $("#sampler").value;
-  const ref = state.reference;
+  const ref = reference();
   if (ref) {
     request.mode = "img2img";
     request.init_image = ref.kind === "image" ? `image:${ref.id}` : ref.dataUri;
@@ -274,147 +273,6 @@ export function noteSeed(seed) {
   if (!isLocked() && Number.isInteger(seed)) $("#seed").value = String(seed);
 }
 
-// --- reference image (image to image) -----------------------------------------------
-
-function readDataUri(blob) {
-  return new Promise((resolve, reject) => {
-    const reader = new FileReader();
-    reader.onload = () => resolve(reader.result);
-    reader.onerror = () => reject(reader.error);
-    reader.readAsDataURL(blob);
-  });
-}
-
-function imageSize(src) {
-  return new Promise((resolve, reject) => {
-    const img = new Image();
-    img.onload = () => resolve([img.naturalWidth, img.naturalHeight]);
-    img.onerror = () => reject(new Error("not an image"));
-    img.src = src;
-  });
-}
-
-export async function setUpload(file) {
-  $("#err-reference").textContent = "";
-  if (!file) return;
-  if (!/^image\//.test(file.type)) {
-    $("#err-reference").textContent = `${file.name} is not an image: choose a PNG, JPEG or WebP file.`;
-    return;
-  }
-  if (file.size > 20 * 1024 * 1024) {
-    $("#err-reference").textContent = `${file.name} is ${(file.size / 1048576).toFixed(1)} MB; the limit is 20 MB.`;
-    return;
-  }
-  const dataUri = await readDataUri(file);
-  let size;
-  try { size = await imageSize(dataUri); } catch {
-    $("#err-reference").textContent = `${file.name} could not be read as an image.`;
-    return;
-  }
-  setReference({ kind: "upload", dataUri, blob: file, name: file.name, width: size[0], height: size[1] });
-}
-
-/** Use a stored image as the reference. */
-export function setReferenceImage(image) {
-  setReference({ kind: "image", id: image.id, url: image.url, width: image.width, height: image.height, model: image.model });
-}
-
-function setReference(ref) {
-  document.body.classList.remove("picking");
-  state.reference = ref;
-  expandSettings();
-  const img = $("#reference-image");
-  img.hidden = false;
-  if (ref.kind === "upload") img.src = ref.dataUri;
-  else api.showImage(img, ref.url);
-  $("#dropzone-hint").hidden = true;
-  $("#reference-pick").hidden = true;
-  $("#reference-tools").hidden = false;
-  $("#analyse-result").textContent = "";
-  const ratio = nearestRatio(ref.width, ref.height, ASPECT_RATIOS);
-  if (ratio && selectedRatio() !== "custom") selectRatio(ratio);
-  $("#analyse-result").textContent = `${ref.width} × ${ref.height} px · size set to ${selectedRatio()}`;
-  img.addEventListener("load", updateModeChip, { once: true });
-  updateModeChip();
-  changed();
-}
-
-export function clearReference() {
-  state.reference = null;
-  const img = $("#reference-image");
-  img.hidden = true;
-  img.removeAttribute("src");
-  $("#dropzone-hint").hidden = false;
-  $("#reference-pick").hidden = false;
-  $("#reference-tools").hidden = true;
-  $("#reference-file").value = "";
-  $("#err-reference").textContent = "";
-  updateModeChip();
-  changed();
-}
-
-/** Ask the server to analyse the reference, when it offers that; null otherwise. */
-async function serverAnalysis(ref, blob) {
-  if (!ctx.caps.analyse) return null;
-  try {
-    const body = new FormData();
-    body.append("image", blob, ref.name || "reference.png");
-    return await (await api.raw(ctx.caps.analyse, { method: "POST", body })).json();
-  } catch {
-    return null; // fall back to reading the PNG here
-  }
-}
-
-/** Fill prompt, model and size proposals for the reference: from the server's
- * analysis when it has one, else from the PNG's "parameters" chunk. */
-async function analyse() {
-  const ref = state.reference;
-  if (!ref) return;
-  const out = $("#analyse-result");
-  out.textContent = "Analysing…";
-  let blob = ref.blob;
-  try {
-    if (!blob) blob = await (await api.raw(ref.url)).blob();
-  } catch (err) {
-    out.textContent = sentence(err.message);
-    return;
-  }
-  const found = { prompt: "", negative_prompt: "", model: null, fields: {}, source: "none" };
-  const server = await serverAnalysis(ref, blob);
-  if (server && typeof server === "object") {
-    Object.assign(found, {
-      prompt: server.prompt || "", negative_prompt: server.negative_prompt || "", model: server.model || null,
-      source: server.source || "server",
-    });
-  } else {
-    const chunks = await pngTextChunks(blob).catch(() => ({}));
-    if (chunks.parameters) {
-      const info = parseInfotext(chunks.parameters);
-      Object.assign(found, { prompt: info.prompt, negative_prompt: info.negative_prompt, model: info.fields.Model || null,
-        fields: info.fields, source: "parameters" });
-    }
-  }
-  const notes = [];
-  if (found.prompt) { $("#prompt").value = found.prompt; notes.push("prompt"); }
-  if (found.negative_prompt) { $("#negative").value = found.negative_prompt; $("#negative-box").open = true; }
-  if (found.model && ctx.models.some((m) => m.name === found.model)) {
-    $("#model").value = found.model;
-    onModelChange();
-    notes.push(`model ${found.model}`);
-  } else if (found.model) notes.push(`model ${found.model} is not installed here`);
-  const f = found.fields;
-  if (f.Steps) $("#steps").value = f.Steps;
-  if (f["CFG scale"]) $("#guidance").value = f["CFG scale"];
-  if (f.Sampler && ctx.samplers.includes(f.Sampler)) $("#sampler").value = f.Sampler;
-  const ratio = nearestRatio(ref.width, ref.height, ASPECT_RATIOS);
-  selectRatio(ratio);
-  notes.push(`size ${ratio} (the image is ${ref.width} × ${ref.height})`);
-  if (!found.prompt) out.textContent = `This image carries no prompt: describe it yourself. Proposed ${notes.join(", ")}.`;
-  else if (found.source === "judge") out.textContent = `A guess from the embedded model: ${notes.join(", ")}. Edit anything before generating.`;
-  else out.textContent = `Filled from the image: ${notes.join(", ")}. Edit anything before generating.`;
-  changed();
-}
-
 // --- filling from stored settings ("reuse settings") -------------------------------
 
 export function fill(settings, { keepReference = false } = {}) {
@@ -444,7 +302,7 @@ export function fill(settings, { keepReference = false } = {}) {
     selectRatio("custom");
   }
   const count = $(`input[name=count][value="${settings.count || 1}"]`);
-  if (settings.strength !== undefined && state.reference) { $("#strength").value = settings.strength; updateStrength(); }
+  if (settings.strength !== undefined && reference()) setStrength(settings.strength);
   if (count) count.checked = true;
   $("#steps").value = settings.steps ?? "";
   $("#guidance").value = settings.guidance ?? "";
@@ -460,8 +318,7 @@ export function fill(settings, { keepReference = false } = {}) {
     const id = init.slice(6);
     api.get(`/api/images/${id}`).then((image) => {
       setReferenceImage(image);
-      $("#strength").value = settings.strength ?? 0.6;
-      updateStrength();
+      setStrength(settings.strength ?? 0.6);
     }).catch(() => clearReference());
   } else clearReference();
   changed();
@@ -474,20 +331,6 @@ function updateCounter() {
   const counter = $("#prompt-count");
   counter.textContent = `${n}/${MAX_PROMPT}`;
   counter.classList.toggle("near", n > MAX_PROMPT * 0.9);
-}
-
-function updateStrength() {
-  $("#strength-value").textContent = Number($("#strength").value).toFixed(2);
-  updateModeChip();
-}
-
-/** Near the prompt: which reference the next images start from. */
-function updateModeChip() {
-  const ref = state.reference;
-  $("#mode-chip").hidden = !ref;
-  if (!ref) return;
-  $("#mode-chip-image").src = $("#reference-image").src;
-  $("#mode-chip-text").textContent = `Image to image · change ${Number($("#strength").value).toFixed(2)}`;
 }
 
 /** Why Generate cannot run now, or "" when it can. */
@@ -511,7 +354,7 @@ function updateSummary() {
   parts.push(ratio === "custom" ? `${$("#width").value}×${$("#height").value}` : ratio);
   const count = Number($("input[name=count]:checked").value);
   parts.push(`${count} image${count === 1 ? "" : "s"}`);
-  if (state.reference) parts.push("reference");
+  if (reference()) parts.push("reference");
   $("#settings-summary").textContent = parts.filter(Boolean).join(" · ");
 }
 
@@ -611,29 +454,11 @@ export function init() {
     setLocked(lock);
     changed();
   });
-  $("#strength").addEventListener("input", updateStrength);
   $("#settings-toggle").addEventListener("click", () => {
     const collapsed = $("#settings").classList.toggle("collapsed");
     $("#settings-toggle").setAttribute("aria-expanded", String(!collapsed));
   });
 
-  const drop = $("#dropzone");
-  const file = $("#reference-file");
-  drop.addEventListener("click", () => file.click());
-  drop.addEventListener("keydown", (event) => {
-    if (event.key === "Enter" || event.key === " ") { event.preventDefault(); file.click(); }
-  });
-  file.addEventListener("change", () => setUpload(file.files[0]));
-  drop.addEventListener("dragover", (event) => { event.preventDefault(); drop.classList.add("over"); });
-  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
-  drop.addEventListener("drop", (event) => {
-    event.preventDefault();
-    drop.classList.remove("over");
-    const dropped = event.dataTransfer.files[0];
-    if (dropped) setUpload(dropped);
-    else toast("Drop an image file here.", { error: true });
-  });
-  $("#reference-clear").addEventListener("click", clearReference);
   for (const button of document.querySelectorAll(".example")) {
     button.addEventListener("click", () => {
       $("#prompt").value = button.textContent;
@@ -641,14 +466,7 @@ export function init() {
       $("#prompt").focus();
     });
   }
-  $("#mode-chip-clear").addEventListener("click", clearReference);
-  $("#reference-pick").addEventListener("click", () => {
-    document.body.classList.add("picking");
-    ctx.showView("history");
-    toast("Choose an image and press its “Use as reference” button.");
-  });
-  $("#analyse").addEventListener("click", analyse);
   updateCounter();
-  updateStrength();
+  initReference();
   refreshButton();
 }
