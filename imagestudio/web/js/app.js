@@ -21,11 +21,8 @@ function showView(name) {
   }
   if (name === "history") ctx.historyShown();
   else document.body.classList.remove("picking");
-  if (location.hash !== `#${name}`) history_replace(name);
-}
-
-function history_replace(name) {
-  window.history.replaceState(null, "", name === "create" ? location.pathname : `#${name}`);
+  const hash = name === "create" ? "" : `#${name}`;
+  if (location.hash !== hash) window.history.replaceState(null, "", hash || location.pathname);
 }
 
 function initTabs() {

@@ -32,7 +32,7 @@ export async function resume() {
 }
 
 function describe(request) {
-  const mode = { txt2img: "", img2img: "Image to image · ", inpaint: "Repaint · ", outpaint: "Extend · ", variation: "Variations · " }[request.mode] || "";
+  const mode = { txt2img: "", img2img: "Image to image · ", inpaint: "Repaint · ", outpaint: "Extend · ", variation: "Variations · ", upscale: "Upscale · " }[request.mode] || "";
   return `${mode}${request.prompt || "(prompt of the image)"}`;
 }
 
