@@ -1,5 +1,163 @@
-"""CLI commands (placeholder until its issue lands)."""
+"""`imagestudio train` (reproduce the embedded model) and `imagestudio eval` (prompt
+adherence scored by the judge)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+STAGES = ("data", "vae", "latents", "decoder", "text", "unet", "export")
 
 
-def register(app) -> None:
-    pass
+def _default_work() -> Path:
+    root = os.environ.get("XDG_CACHE_HOME", str(Path.home() / ".cache"))
+    return Path(root) / "imagestudio" / "train-embedded"
+
+
+def _set_threads(threads: int) -> None:
+    import torch
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+
+
+def train(
+    work: Path = typer.Option(None, help="Work folder for data, checkpoints and loss logs "
+                              "(default ~/.cache/imagestudio/train-embedded). Rerun to resume."),
+    out: Path = typer.Option(None, help="Where to write the diffusers folder (default: the shipped "
+                             "imagestudio/embedded/weights)."),
+    seed: int = typer.Option(1234, help="Seed for data, initialisation and sampling."),
+    scenes: int = typer.Option(20000, help="Rendered training scenes."),
+    vae_steps: int = typer.Option(1300, help="VAE steps on 64x64 crops."),
+    vae_full_steps: int = typer.Option(40, help="VAE steps on full 128x128 images."),
+    unet_steps: int = typer.Option(2300, help="UNet steps (the learning-rate schedule spans them)."),
+    unet_batch: int = typer.Option(64),
+    max_minutes: float = typer.Option(0.0, help="Stop the UNet stage after this many minutes "
+                                      "(checkpointed; rerun to continue). 0: no limit."),
+    stages: str = typer.Option(",".join(STAGES), help="Comma-separated stages to run."),
+    judge: bool = typer.Option(False, "--judge", help="Also retrain the evaluator's judge."),
+    judge_steps: int = typer.Option(2500),
+    threads: int = typer.Option(0, help="torch threads (0: torch's default)."),
+) -> None:
+    """Reproduce the embedded model from a seed: data, VAE, UNet, export (resumable)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from ..embedded import WEIGHTS_DIR
+    from ..embedded import judge as judge_mod
+    from ..embedded.training import TrainConfig, run_all
+
+    _set_threads(threads)
+    work = work or _default_work()
+    out = out or WEIGHTS_DIR
+    cfg = TrainConfig(seed=seed, scenes=scenes, vae_steps=vae_steps, vae_full_steps=vae_full_steps,
+                      unet_steps=unet_steps, unet_batch=unet_batch, max_minutes=max_minutes)
+    chosen = tuple(s.strip() for s in stages.split(",") if s.strip())
+    bad = [s for s in chosen if s not in STAGES]
+    if bad:
+        raise typer.BadParameter(f"unknown stage(s) {bad}; choose from {STAGES}")
+    t0 = time.time()
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TextColumn("{task.fields[loss]}"), TimeElapsedColumn(), TimeRemainingColumn()) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(stage: str, step: int, total: int, info: dict) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total, loss="")
+            loss = f"loss {info['loss']:.4f}" if "loss" in info else ""
+            bar.update(tasks[stage], completed=step, total=total, loss=loss)
+
+        if judge:
+            # The judge is independent of the model (its own seeds): 2500 steps, then a
+            # low-learning-rate pass on new scenes, as shipped.
+            judge_mod.train_judge(steps=judge_steps, seed=99,
+                                  progress=lambda s, n, l: progress("judge", s, n, {"loss": l}))
+            judge_mod.train_judge(steps=1200, seed=123, lr=5e-4, init=judge_mod.WEIGHTS,
+                                  progress=lambda s, n, l: progress("judge-finetune", s, n, {"loss": l}))
+        run_all(work, out, cfg, progress, chosen)
+    typer.echo(f"done in {(time.time() - t0) / 60:.1f} min; loss logs in {work}; model in {out}")
+
+
+def evaluate(
+    model: str = typer.Option("embedded", "--model", help="Catalog model name (generated through the "
+                              "studio's engine), or a diffusers folder. 'embedded' uses diffusers directly."),
+    models_dir: Optional[Path] = typer.Option(None, envvar="IMAGESTUDIO_MODELS", help="Models folder of the catalog."),
+    images: int = typer.Option(32, "--images", help="Prompts per set (single, two, paraphrase)."),
+    steps: int = typer.Option(20),
+    guidance: Optional[float] = typer.Option(None, help="Default: the model's studio.json."),
+    seed: int = typer.Option(777, help="Seed of the prompt sets."),
+    batch: int = typer.Option(8),
+    judge_images: int = typer.Option(400, help="Rendered images for the judge's own accuracy."),
+    threads: int = typer.Option(0, help="torch threads (0: torch's default)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    grid: Optional[Path] = typer.Option(None, help="Also save a grid of the generated images here."),
+    showcase: Optional[Path] = typer.Option(None, help="Also save the README's showcase grid (16 fixed prompts) here."),
+    edits: int = typer.Option(0, help="Also check img2img (strength 0.3) and inpaint recolouring "
+                              "on this many rendered scenes."),
+) -> None:
+    """Prompt adherence of a model, scored by the judge (an independent classifier)."""
+    from ..embedded import evaluate as ev
+
+    _set_threads(threads)
+    if model == "embedded" or Path(model).is_dir():
+        folder = _resolve_model(model)
+        generate = ev.diffusers_generator(folder, steps=steps, guidance=guidance)
+    else:
+        folder = None
+        generate = ev.engine_generator(model, models_dir, steps=steps, guidance=guidance)
+        batch = 1
+    result = ev.evaluate(generate, n_per_set=images, batch=batch, seed=seed,
+                         judge_images=judge_images, exclude=ev.training_captions(),
+                         keep_images=grid is not None)
+    result = {"model": model, **result, "steps": steps}
+    if showcase is not None:
+        showcase.parent.mkdir(parents=True, exist_ok=True)
+        ev.showcase_grid(generate, showcase)
+    if edits and folder is not None:
+        result.update(ev.edit_checks(folder, n=edits, steps=steps))
+    import torch
+
+    result["threads"] = torch.get_num_threads()
+    if grid is not None:
+        _save_grid(result.pop("_images"), grid)
+    if as_json:
+        typer.echo(json.dumps(result))
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"eval: {model}")
+        table.add_column("metric")
+        table.add_column("value")
+        for k, v in result.items():
+            table.add_row(k, str(v))
+        Console().print(table)
+
+
+def _resolve_model(name: str) -> Path:
+    from ..embedded import model_dir
+
+    return model_dir() if name == "embedded" else Path(name)
+
+
+def _save_grid(images: dict, path: Path) -> None:
+    from PIL import Image
+
+    rows = list(images.values())
+    cols = min(8, max(len(r) for r in rows))
+    size = rows[0][0][1].width
+    grid = Image.new("RGB", (cols * size, len(rows) * size), "white")
+    for r, row in enumerate(rows):
+        for c, (_, im) in enumerate(row[:cols]):
+            grid.paste(im, (c * size, r * size))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    grid.save(path)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train)
+    app.command("eval")(evaluate)

