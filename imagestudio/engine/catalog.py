@@ -3,13 +3,20 @@ folder, in the AUTOMATIC1111/ComfyUI layout (models/Stable-diffusion,
 models/checkpoints) or as diffusers folders.
 
 Scanning only reads small JSON files and safetensors headers; weights are
-loaded later, by the pipeline cache, when a model is first used."""
+loaded later, by the pipeline cache, when a model is first used. A scan is
+kept until the models folder changes: every call compares the modification
+times of the folder, its model subfolders and their entries (a few stat
+calls), so a newly dropped model appears at the next call without reading
+every card and header again. Weight hashes are computed once per
+(path, mtime, size)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import struct
+import threading
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -71,6 +78,9 @@ class Catalog:
     def __init__(self, models_dir: Optional[Path | str] = None, include_embedded: bool = True):
         self.models_dir = Path(models_dir) if models_dir else None
         self.include_embedded = include_embedded
+        self._lock = threading.Lock()
+        self._scan_key: Optional[tuple] = None
+        self._scanned: list[ModelInfo] = []
 
     def list(self) -> list[ModelInfo]:
         models: list[ModelInfo] = []
@@ -80,11 +90,26 @@ class Catalog:
                 models.append(embedded)
         if self.models_dir and self.models_dir.is_dir():
             seen = {m.name for m in models}
-            for info in scan_models(self.models_dir):
+            for info in self._scan():
                 if info.name not in seen:
                     seen.add(info.name)
                     models.append(info)
         return models
+
+    def refresh(self) -> None:
+        """Forget the cached scan: the next call reads the models folder again."""
+        with self._lock:
+            self._scan_key = None
+
+    def _scan(self) -> list[ModelInfo]:
+        # The key is taken before scanning: a change during the scan gives a
+        # new key next time, so it is never missed.
+        key = folder_signature(self.models_dir)
+        with self._lock:
+            if key != self._scan_key:
+                self._scanned = scan_models(self.models_dir)
+                self._scan_key = key
+            return list(self._scanned)
 
     def default(self) -> ModelInfo:
         models = self.list()
@@ -112,12 +137,23 @@ class Catalog:
         )
 
 
+_EMBEDDED_WEIGHTS = Path(__file__).resolve().parent.parent / "embedded" / "weights"
+
+
 def embedded_model() -> Optional[ModelInfo]:
-    weights = Path(__file__).resolve().parent.parent / "embedded" / "weights"
+    weights = _EMBEDDED_WEIGHTS
     card_path = weights / "studio.json"
-    if not (weights / "model_index.json").exists() or not card_path.exists():
+    try:
+        key = (_stat_key(weights / "model_index.json"), _stat_key(card_path))
+    except OSError:
         return None
-    card = json.loads(card_path.read_text())
+    return _embedded_info(str(weights), key)
+
+
+@lru_cache(maxsize=4)
+def _embedded_info(folder: str, key: tuple) -> ModelInfo:
+    weights = Path(folder)
+    card = json.loads((weights / "studio.json").read_text())
     return ModelInfo(
         name=card.get("name", "embedded"),
         architecture="embedded",
@@ -131,6 +167,40 @@ def embedded_model() -> Optional[ModelInfo]:
         cost=BASE_COST["embedded"],
         can_draw=card.get("can_draw", {}),
     )
+
+
+def _stat_key(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_mtime_ns, st.st_size
+
+
+def folder_signature(root: Path) -> tuple:
+    """What a scan depends on, cheaply: the modification time of the models
+    folder, of each model subfolder (and configs/), and of every entry in them
+    (a diffusers folder's own mtime changes when files appear in it; its
+    model_index.json and studio.json are checked too)."""
+    parts: list = []
+    folders = [root / sub if sub else root for sub in SUBFOLDERS] + [root / "configs"]
+    for folder in folders:
+        try:
+            parts.append((str(folder), folder.stat().st_mtime_ns))
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError:
+            parts.append((str(folder), None))
+            continue
+        for entry in entries:
+            try:
+                st = entry.stat()
+            except OSError:
+                continue
+            parts.append((entry.name, st.st_mtime_ns, st.st_size))
+            if entry.is_dir():
+                for inner in ("model_index.json", "studio.json"):
+                    try:
+                        parts.append((inner, *_stat_key(Path(entry.path) / inner)))
+                    except OSError:
+                        pass
+    return tuple(parts)
 
 
 def scan_models(root: Path) -> list[ModelInfo]:
@@ -250,7 +320,7 @@ def safetensors_shapes(path: Path) -> dict[str, list[int]]:
     return {k: v.get("shape", []) for k, v in header.items() if k != "__metadata__"}
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=1024)
 def _hash_file(path: str, mtime: float, size: int) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
