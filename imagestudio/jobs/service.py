@@ -25,6 +25,7 @@ from typing import Any, Optional
 
 from sqlalchemy import and_, func, or_, select, update
 
+from ..engine.core import hires_size
 from ..engine.types import CancelToken, Progress
 from ..errors import Cancelled, ImageError, RequestError, StudioError
 from ..request import MAX_IMAGE_BYTES, GenerationRequest, load_image
@@ -37,10 +38,63 @@ from .queue import JobQueue
 log = logging.getLogger(__name__)
 
 TERMINAL = ("succeeded", "failed", "cancelled")
-#: Request fields that hold an image reference.
-IMAGE_FIELDS = tuple(
-    name for name in GenerationRequest.model_fields if name == "mask" or name.endswith("image")
-)
+#: Every image reference a request can hold, by upload name -> where it sits
+#: in the request (`control_image` is the nested `control.image`). All of them
+#: are resolved and guarded the same way (uploads, image:<id>, base64; never a
+#: server path from a client).
+IMAGE_SLOTS: dict[str, tuple[str, ...]] = {
+    "init_image": ("init_image",),
+    "mask": ("mask",),
+    "keep_mask": ("keep_mask",),
+    "control_image": ("control", "image"),
+}
+#: Upload names (multipart file fields, `inputs` keys).
+IMAGE_FIELDS = tuple(IMAGE_SLOTS)
+
+
+def image_ref(request: GenerationRequest, slot: str) -> Optional[str]:
+    """The reference held in an image slot of a request (None when unset)."""
+    value: Any = request
+    for part in IMAGE_SLOTS[slot]:
+        value = getattr(value, part, None)
+        if value is None:
+            return None
+    return value
+
+
+def with_image_refs(request: GenerationRequest, refs: dict[str, Any]) -> GenerationRequest:
+    """A copy of `request` with the given slots set (nested ones included)."""
+    top: dict[str, Any] = {}
+    nested: dict[str, dict[str, Any]] = {}
+    for slot, value in refs.items():
+        path = IMAGE_SLOTS[slot]
+        if len(path) == 1:
+            top[path[0]] = value
+        else:
+            nested.setdefault(path[0], {})[path[1]] = value
+    for name, values in nested.items():
+        inner = getattr(request, name)
+        if inner is not None:
+            top[name] = inner.model_copy(update=values)
+    return request.model_copy(update=top) if top else request
+
+
+def _json_image_ref(data: dict, slot: str) -> Any:
+    value: Any = data
+    for part in IMAGE_SLOTS[slot]:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
+def _set_json_image_ref(data: dict, slot: str, value: Any) -> None:
+    *parents, last = IMAGE_SLOTS[slot]
+    target: Any = data
+    for part in parents:
+        target = target.get(part) if isinstance(target, dict) else None
+    if isinstance(target, dict):
+        target[last] = value
 PREVIEW_SIDE = 128
 PREVIEW_EVERY_S = 0.4
 
@@ -65,6 +119,10 @@ class ImageView:
     favourite: bool = False
     size_bytes: int = 0
     created_at: float = 0.0
+
+    #: img2img results: SSIM between input and output (engine.keep.Drift's
+    #: figures, read back from the PNG's infotext); None for other modes.
+    drift: Optional[dict] = None
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -137,7 +195,31 @@ def image_view(row: Image, data_dir: Path, favourite: bool = False) -> ImageView
         favourite=favourite,
         size_bytes=row.size_bytes,
         created_at=row.created_at,
+        drift=drift_of(row.parameters),
     )
+
+
+def drift_of(parameters: str) -> Optional[dict]:
+    """The drift figures an img2img result carries in its infotext
+    (`Drift SSIM`, `Kept SSIM`, `Kept area`, `Kept faces`), in the shape of
+    engine.keep.Drift.to_dict(); None when the image has none."""
+    if not parameters or "Drift SSIM:" not in parameters:
+        return None
+    from ..store.metadata import parse_parameters
+
+    fields = parse_parameters(parameters)
+
+    def number(key: str, kind=float):
+        try:
+            return kind(fields[key])
+        except (KeyError, ValueError):
+            return None
+
+    ssim = number("Drift SSIM")
+    if ssim is None:
+        return None
+    return {"ssim": ssim, "kept_ssim": number("Kept SSIM"), "kept_fraction": number("Kept area") or 0.0,
+            "faces": number("Kept faces", int) or 0}
 
 
 def size_factor(width: int, height: int, native: int) -> int:
@@ -239,7 +321,7 @@ class JobService:
             run_request, public, parent_id = self._resolve_images(user, request, inputs or {}, input_dir)
             prepared = self._prepare(run_request)
             cost = self.cost_of(prepared)
-            public_request = prepared.model_copy(update=public).model_dump(mode="json")
+            public_request = with_image_refs(prepared, public).model_dump(mode="json")
             with self.db.write() as s:
                 accounts.charge(s, user.id, cost, job_id)
                 s.add(
@@ -273,20 +355,29 @@ class JobService:
             request = GenerationRequest.model_validate(request)
         update = {}
         for name in IMAGE_FIELDS:
-            ref = getattr(request, name)
+            ref = image_ref(request, name)
             if isinstance(ref, str) and ref.startswith("image:"):
                 update[name] = str(self.data_dir / self._own_image(user, ref[6:]).path)
-            elif isinstance(ref, str) and ref.startswith("upload:"):
+            elif isinstance(ref, str) and ref.startswith(("upload:", "input:")):
                 update[name] = None  # not sent for an estimate: priced at the given or native size
-            elif isinstance(ref, str) and len(ref) < 4096 and os.path.exists(ref) and not self.allow_paths:
-                raise RequestError(f"{name}: the server does not read file paths; upload the image instead")
-        return self.cost_of(self._prepare(request.model_copy(update=update)))
+            elif isinstance(ref, str) and not self.allow_paths and (
+                _is_path(ref) or looks_like_path(ref)
+            ):
+                raise RequestError(_PATH_REFUSED.format(name=name))
+        return self.cost_of(self._prepare(with_image_refs(request, update)))
 
     def cost_of(self, prepared: GenerationRequest) -> int:
+        """Credits for a prepared request: the model's cost per image times the
+        size factor of every pass (hires fix adds a pass at the larger size)."""
         info = self.catalog.get(prepared.model)
         base = int(getattr(info, "cost", 1) or 0)
         native = int(getattr(info, "native_size", 0) or 0)
-        return base * prepared.count * size_factor(prepared.width or 0, prepared.height or 0, native)
+        width, height = prepared.width or 0, prepared.height or 0
+        factor = size_factor(width, height, native)
+        if prepared.hires_scale and prepared.hires_scale > 1 and width and height:
+            big_w, big_h = hires_size(width, height, prepared.hires_scale)
+            factor += size_factor(big_w, big_h, native)
+        return base * prepared.count * factor
 
     def _prepare(self, request: GenerationRequest) -> GenerationRequest:
         # The engine checks model, sampler, style and size bounds (RequestError / ModelNotFound).
@@ -303,17 +394,19 @@ class JobService:
             raise RequestError(f"unexpected upload field(s) {', '.join(sorted(unknown))}; expected {', '.join(IMAGE_FIELDS)}")
         for name in IMAGE_FIELDS:
             data = inputs.get(name)
-            ref = getattr(request, name)
+            ref = image_ref(request, name)
             if data is not None:
                 if len(data) > self.max_upload_bytes:
                     raise PayloadTooLarge(
                         f"{name} upload is {len(data) // 1024} KB; the limit is {self.max_upload_bytes // 1024} KB"
                     )
+                if ref is None and IMAGE_SLOTS[name][0] == "control":
+                    raise RequestError(f"{name} was uploaded but the request has no control settings")
                 run_update[name] = str(self._save_input(input_dir, name, data))
                 public[name] = f"upload:{name}"
             elif not ref:
                 continue
-            elif ref.startswith("upload:"):
+            elif ref.startswith(("upload:", "input:")):
                 raise RequestError(f"{name} refers to an upload ({ref}) but no file was uploaded as {name!r}")
             elif ref.startswith("image:"):
                 row = self._own_image(user, ref[6:])
@@ -321,22 +414,25 @@ class JobService:
                 public[name] = ref
                 if name == "init_image":
                     parent_id = row.id
-            elif not ref.startswith("data:") and len(ref) < 4096 and os.path.exists(ref):
+            elif _is_path(ref):
                 if not self.allow_paths:
-                    raise RequestError(f"{name}: the server does not read file paths; upload the image or use image:<id>")
+                    raise RequestError(_PATH_REFUSED.format(name=name))
                 load_image(ref, what=name)
                 public[name] = ref
+            elif looks_like_path(ref):
+                # A path that does not exist here: never say so (or probe further).
+                raise RequestError(_PATH_REFUSED.format(name=name))
             else:  # base64 or data URI
                 if len(ref) * 3 // 4 > self.max_upload_bytes:
                     raise PayloadTooLarge(f"{name} is larger than the upload limit of {self.max_upload_bytes // 1024} KB")
                 image = load_image(ref, what=name)
                 input_dir.mkdir(parents=True, exist_ok=True)
                 path = input_dir / f"{name}.png"
-                image.save(path, format="PNG")
+                save_input_png(image, path)
                 run_update[name] = str(path)
                 public[name] = f"upload:{name}"
         if run_update:
-            request = request.model_copy(update=run_update)
+            request = with_image_refs(request, run_update)
         return request, public, parent_id
 
     def _save_input(self, input_dir: Path, name: str, data: bytes) -> Path:
@@ -345,9 +441,13 @@ class JobService:
         path.write_bytes(data)
         image = load_image(str(path), what=name)  # raises ImageError for non-images and bombs
         png = input_dir / f"{name}.png"
-        image.save(png, format="PNG")
+        save_input_png(image, png)
         path.unlink()
         return png
+
+    def image_file(self, user: Account, image_id: str) -> Path:
+        """The PNG of one of this user's stored images (ImageNotFound otherwise)."""
+        return self.data_dir / self._own_image(user, image_id).path
 
     def _own_image(self, user: Account, image_id: str) -> Image:
         with self.db.read() as s:
@@ -559,7 +659,9 @@ class JobService:
             image_id = new_id()
             rel = f"images/{month}/{image_id}.png"
             # The settings that re-make exactly this image.
-            settings = dict(public, **{k: v for k, v in request.model_dump(mode="json").items() if k not in IMAGE_FIELDS})
+            settings = request.model_dump(mode="json")
+            for slot in IMAGE_FIELDS:  # the public references, never the server's input files
+                _set_json_image_ref(settings, slot, _json_image_ref(public, slot))
             settings.update(seed=generated.seed, count=1)
             settings_json = json.dumps(settings)
             # The PNG's own chunk has the engine's shape (see engine.request_json),
@@ -604,6 +706,48 @@ class JobService:
                 for row in rows:
                     (self.data_dir / row.path).unlink(missing_ok=True)
         self._notify()
+
+
+_PATH_REFUSED = ("{name}: the server does not read file paths; upload the image (multipart), "
+                 "send it as base64 or a data URI, or use image:<id>")
+
+
+def _is_path(ref: str) -> bool:
+    return not ref.startswith("data:") and len(ref) < 4096 and os.path.exists(ref)
+
+
+def looks_like_path(ref: str) -> bool:
+    """What request.load_image would try to open as a file: a short string
+    with a path separator or an image suffix that does not look like base64
+    (base64 has '/' too, but comes in long, padded runs)."""
+    if len(ref) >= 4096 or ref.startswith("data:") or (len(ref) > 64 and len(ref) % 4 == 0):
+        return False
+    return "/" in ref or "\\" in ref or ref.startswith("~") or ref.lower().endswith(
+        (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff"))
+
+
+def save_input_png(image, path: Path) -> None:
+    """Save an uploaded image as PNG keeping its text chunks (`parameters`,
+    `imagestudio`...): a variation reuses the prompt of an uploaded studio PNG
+    and an upscale keeps its source's settings. A1111's JPEG/WebP carry the
+    infotext in EXIF instead; it becomes the PNG's `parameters` chunk."""
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    texts = {**image.info, **(getattr(image, "text", None) or {})}
+    kept = {k: v for k, v in texts.items() if isinstance(k, str) and isinstance(v, str)}
+    if "parameters" not in kept and image.format not in (None, "PNG"):
+        from ..engine.analyse import exif_parameters
+
+        found = exif_parameters(image)
+        if found:
+            kept["parameters"] = found
+    for key, value in kept.items():
+        try:
+            info.add_text(key, value, zip=len(value) > 1024)
+        except Exception:  # a key PNG cannot hold (too long, odd characters): skip it
+            log.debug("input text chunk %r dropped", key)
+    image.save(path, format="PNG", pnginfo=info)
 
 
 def _thumbnail_png(image) -> bytes:

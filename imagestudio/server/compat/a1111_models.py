@@ -232,7 +232,8 @@ def control_field(payload: Txt2ImgPayload) -> Optional[dict[str, Any]]:
     source = open_image(b64_to_bytes(str(image), what="ControlNet image"), what="ControlNet image")
     return {
         "type": kind,
-        # Inline: the job service stores top-level image fields only.
+        # Inline; the job service stores it as the job's control_image input
+        # (the job's request then shows upload:control_image).
         "image": "data:image/png;base64," + bytes_to_b64(to_png(rgb(source))),
         "model": model,
         "weight": float(unit.get("weight", 1.0)),
