@@ -24,13 +24,15 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from ...errors import StudioError
+from ...jobs.errors import NotFound, PayloadTooLarge
 from ...jobs.service import JobService, JobView
 from ...store.accounts import Account
 from ...store.metadata import read_parameters
 from ..compat import a1111_models as a1111
-from ..compat.images import b64_to_bytes, text_chunks
+from ..compat.images import b64_to_bytes, open_image, text_chunks
 from ..compat.waiting import submit_and_wait
 from ..deps import get_current_user, get_service
+from .native import analyse_image
 
 log = logging.getLogger(__name__)
 
@@ -175,8 +177,13 @@ def sd_models(service: JobService = Depends(get_service), user: Account = Depend
 
 
 @router.post("/refresh-checkpoints")
-def refresh_checkpoints(user: Account = Depends(get_current_user)):
-    return None  # the catalog rescans the models folder on every call
+def refresh_checkpoints(service: JobService = Depends(get_service), user: Account = Depends(get_current_user)):
+    # The catalog notices changes of the models folder by itself; this only
+    # forces a fresh scan (e.g. after a model file was replaced in place).
+    refresh = getattr(service.catalog, "refresh", None)
+    if refresh is not None:
+        refresh()
+    return None
 
 
 @router.get("/samplers")
@@ -235,6 +242,33 @@ def png_info(body: Any = Body(...), user: Account = Depends(get_current_user)):
             return a1111.png_info_response(None, {})
         data = b64_to_bytes(str(image), what="image")
         return a1111.png_info_response(read_parameters(data), text_chunks(data))
+    except Exception as err:
+        return _error(err)
+
+
+INTERROGATE_MODELS = ("clip", "deepdanbooru")
+
+
+@router.post("/interrogate")
+def interrogate(body: Any = Body(...), service: JobService = Depends(get_service),
+                user: Account = Depends(get_current_user)):
+    """A1111's "Interrogate CLIP": {"image": base64, "model": "clip"} -> {"caption"}.
+    The caption is the studio's analysis (engine.analyse): the image's own
+    prompt when it carries its settings, else the embedded judge's description."""
+    try:
+        if not isinstance(body, dict):
+            raise a1111.FieldError("the interrogate body must be a JSON object {\"image\": base64, \"model\": \"clip\"}")
+        image = body.get("image")
+        model = body.get("model") or "clip"
+        if not isinstance(image, str) or not image.strip():
+            raise NotFound("Image not found: send the image as base64 (or a data URI) in 'image'")
+        if not isinstance(model, str) or model not in INTERROGATE_MODELS:
+            raise NotFound(f"Model not found: {model!r}; interrogate models are {', '.join(INTERROGATE_MODELS)}")
+        data = b64_to_bytes(image, what="image")
+        if len(data) > service.max_upload_bytes:
+            raise PayloadTooLarge(f"image is {len(data) // 1024} KB; the limit is {service.max_upload_bytes // 1024} KB")
+        result = analyse_image(open_image(data, what="image"), service.catalog)
+        return {"caption": result.get("prompt") or ""}
     except Exception as err:
         return _error(err)
 

@@ -8,16 +8,18 @@ import json
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any, Optional
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from ...errors import RequestError
 from ...jobs.errors import ImageNotFound, NotFound, PayloadTooLarge
-from ...jobs.service import IMAGE_FIELDS, JobService
-from ...request import GenerationRequest
+from ...jobs.service import IMAGE_FIELDS, JobService, looks_like_path
+from ...request import GenerationRequest, load_image
 from ...store import accounts, gallery
 from ...store.accounts import Account
 from ..deps import get_current_user, get_service, get_settings
@@ -65,18 +67,35 @@ def _styles() -> list:
     return list_styles()
 
 
+#: The web page's folder: style thumbnails live in web/styles/ (styles.yaml
+#: names them "styles/<slug>.png").
+WEB_DIR = Path(__file__).resolve().parent.parent.parent / "web"
+
+
+def _preview_file(style: Any) -> Optional[Path]:
+    """A style's preview image: next to styles.yaml when one is there, else the
+    web page's thumbnail of the same relative name."""
+    candidates = []
+    path = getattr(style, "preview_path", None)
+    if path:
+        candidates.append(Path(path))
+    rel = getattr(style, "preview", "") or ""
+    if rel and not Path(rel).is_absolute() and ".." not in Path(rel).parts:
+        candidates.append(WEB_DIR / rel)
+    return next((c for c in candidates if c.is_file()), None)
+
+
 @router.get("/styles", summary="Style presets with preview image URLs")
 def styles(user: Account = User) -> list[dict]:
     out = []
     for style in _styles():
-        path = getattr(style, "preview_path", None)
         out.append(
             {
                 "name": style.name,
                 "description": getattr(style, "description", ""),
                 "positive": getattr(style, "positive", ""),
                 "negative": getattr(style, "negative", ""),
-                "preview_url": f"/api/styles/{style.name}/preview" if path and Path(path).is_file() else None,
+                "preview_url": f"/api/styles/{quote(style.name, safe='')}/preview" if _preview_file(style) else None,
             }
         )
     return out
@@ -86,9 +105,10 @@ def styles(user: Account = User) -> list[dict]:
 def style_preview(name: str, user: Account = User):
     for style in _styles():
         if style.name.casefold() == name.casefold():
-            path = getattr(style, "preview_path", None)
-            if path and Path(path).is_file():
-                return FileResponse(path)
+            path = _preview_file(style)
+            if path is not None:
+                return FileResponse(path, media_type="image/png" if path.suffix == ".png" else None,
+                                    headers={"Cache-Control": "max-age=3600"})
     raise NotFound(f"no preview image for style {name!r}")
 
 
@@ -115,6 +135,14 @@ def estimate(request: GenerationRequest, user: Account = User, service: JobServi
 
 # --- jobs ------------------------------------------------------------------
 
+_UPLOAD_DOCS = {
+    "init_image": "The init image (img2img, inpaint, outpaint, variation, upscale).",
+    "mask": "Inpaint mask: white = repaint, black = keep.",
+    "keep_mask": "img2img keep mask: white = keep these pixels unchanged.",
+    "control_image": "ControlNet source image (the request's control.image); the request's `control` "
+                     "object gives the other control settings (type canny when absent).",
+}
+
 _JOB_BODY = {
     "requestBody": {
         "required": True,
@@ -123,9 +151,13 @@ _JOB_BODY = {
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
+                    "description": "A GenerationRequest as JSON in `request`, and image files. A file "
+                                   "replaces the reference of its field; other image references may be "
+                                   "base64, a data URI or image:<id>, never a server file path.",
                     "properties": {
                         "request": {"type": "string", "description": "GenerationRequest as JSON"},
-                        **{name: {"type": "string", "format": "binary"} for name in IMAGE_FIELDS},
+                        **{name: {"type": "string", "format": "binary", "description": _UPLOAD_DOCS.get(name, "")}
+                           for name in IMAGE_FIELDS},
                     },
                     "required": ["request"],
                 }
@@ -140,7 +172,8 @@ async def _read_job_request(request: Request, max_upload: int) -> tuple[dict, di
     if ctype.startswith("multipart/form-data"):
         form = await request.form(max_files=len(IMAGE_FIELDS), max_fields=64, max_part_size=1024 * 1024)
         try:
-            data: dict = {}
+            base: dict = {}
+            fields: dict = {}
             inputs: dict[str, bytes] = {}
             for key, value in form.multi_items():
                 if hasattr(value, "read"):  # an uploaded file
@@ -149,11 +182,20 @@ async def _read_job_request(request: Request, max_upload: int) -> tuple[dict, di
                     if value.size is not None and value.size > max_upload:
                         raise PayloadTooLarge(f"{key} upload is larger than the limit of {max_upload // 1024} KB")
                     inputs[key] = await value.read(max_upload + 1)
-                    data.setdefault(key, f"upload:{key}")  # the request model wants a reference
                 elif key == "request":
-                    data = {**_json_object(value), **data}
+                    base = _json_object(value)
                 else:
-                    data[key] = value
+                    fields[key] = value
+            data = {**base, **fields}
+            for key in inputs:  # the request model wants a reference where a file was sent
+                if key == "control_image":
+                    control = data.get("control")
+                    if control is None:
+                        data["control"] = {"image": "upload:control_image"}
+                    elif isinstance(control, dict):
+                        control.setdefault("image", "upload:control_image")
+                elif not data.get(key):
+                    data[key] = f"upload:{key}"
             return data, inputs
         finally:
             await form.close()
@@ -316,6 +358,89 @@ def favourite(image_id: str, body: Optional[FavouriteBody] = None, user: Account
 @router.get("/images/{image_id}/settings", summary="The request that re-makes this image (seed included)")
 def image_settings(image_id: str, user: Account = User, service: JobService = Service) -> dict:
     return gallery.image_settings(service.db, user, image_id)
+
+
+# --- analyse -----------------------------------------------------------------
+
+_ANALYSE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"image": {"type": "string", "format": "binary", "description": "The image"}},
+                    "required": ["image"],
+                }
+            },
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"image": {"type": "string", "description":
+                                             "base64, a data URI, or a stored image as image:<id> (or its id)"}},
+                    "required": ["image"],
+                }
+            },
+        },
+    }
+}
+
+
+async def _analyse_source(request: Request, user: Account, service: JobService):
+    """The image to analyse, decoded with the upload guards (size, pixels)."""
+    from ..compat.images import b64_to_bytes, open_image
+
+    ctype = request.headers.get("content-type", "")
+    limit = service.max_upload_bytes
+    if ctype.startswith("multipart/form-data"):
+        form = await request.form(max_files=1, max_fields=8, max_part_size=1024 * 1024)
+        try:
+            upload = form.get("image")
+            if upload is None or not hasattr(upload, "read"):
+                raise RequestError("send the image as a file in the multipart field 'image'")
+            if upload.size is not None and upload.size > limit:
+                raise PayloadTooLarge(f"image upload is larger than the limit of {limit // 1024} KB")
+            data = await upload.read(limit + 1)
+        finally:
+            await form.close()
+    elif not ctype or ctype.startswith("application/json"):
+        body = _json_object(await request.body())
+        ref = body.get("image")
+        if not isinstance(ref, str) or not ref.strip():
+            raise RequestError("'image' is missing: send base64, a data URI or image:<id>")
+        ref = ref.strip()
+        image_id = ref[6:] if ref.startswith("image:") else ref
+        if ref.startswith("image:") or (len(ref) == 32 and all(c in "0123456789abcdef" for c in ref)):
+            path = await run_in_threadpool(service.image_file, user, image_id)
+            return await run_in_threadpool(load_image, str(path), what="image")
+        if looks_like_path(ref):  # never read: base64 is decoded, paths are refused
+            raise RequestError("image: the server does not read file paths; upload the image, "
+                               "send base64 or use image:<id>")
+        data = b64_to_bytes(ref, what="image")
+    else:
+        raise RequestError("send the image as multipart/form-data (field 'image') or JSON {\"image\": base64}")
+    if len(data) > limit:
+        raise PayloadTooLarge(f"image upload is {len(data) // 1024} KB; the limit is {limit // 1024} KB")
+    if not data:
+        raise RequestError("image is empty")
+    return await run_in_threadpool(open_image, data, what="image")
+
+
+def analyse_image(image: Any, catalog: Any) -> dict:
+    """engine.analyse's proposal (prompt, negative prompt, model, size...) as JSON."""
+    from ...engine.analyse import analyse
+
+    result = analyse(image, catalog)
+    if "settings" in result:
+        result.setdefault("fields", result["settings"])  # the infotext's Key: value pairs
+    return jsonable_encoder(result)
+
+
+@router.post("/analyse", summary="Propose a prompt, model and size for an image (its settings, or a description)",
+             openapi_extra=_ANALYSE_BODY)
+async def analyse_endpoint(request: Request, user: Account = User, service: JobService = Service) -> dict:
+    image = await _analyse_source(request, user, service)
+    return await run_in_threadpool(analyse_image, image, service.catalog)
 
 
 # --- saved prompts ---------------------------------------------------------
