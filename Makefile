@@ -45,8 +45,11 @@ run: install
 test: install-test chromium
 	$(BIN)/python -m pytest $(ARGS)
 
+# Both benchmarks with their defaults; each takes options when run alone:
+#   .venv/bin/python -m bench.bench_engine --help
 bench: install-test
-	$(BIN)/python -m bench.run_all $(ARGS)
+	$(BIN)/python -m bench.bench_engine
+	$(BIN)/python -m bench.bench_server
 
 train-embedded: install
 	$(BIN)/imagestudio train $(ARGS)
