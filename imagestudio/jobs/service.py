@@ -716,11 +716,16 @@ def _is_path(ref: str) -> bool:
     return not ref.startswith("data:") and len(ref) < 4096 and os.path.exists(ref)
 
 
+_BASE64_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
+
+
 def looks_like_path(ref: str) -> bool:
-    """What request.load_image would try to open as a file: a short string
-    with a path separator or an image suffix that does not look like base64
-    (base64 has '/' too, but comes in long, padded runs)."""
-    if len(ref) >= 4096 or ref.startswith("data:") or (len(ref) > 64 and len(ref) % 4 == 0):
+    """A client string meant as a file path: short, with a path separator, a
+    leading ~ or an image suffix, and not base64 (base64 has '/' too, but only
+    its own alphabet, in padded runs)."""
+    if len(ref) >= 4096 or ref.startswith("data:"):
+        return False
+    if len(ref) > 64 and len(ref) % 4 == 0 and _BASE64_CHARS.issuperset(ref):
         return False
     return "/" in ref or "\\" in ref or ref.startswith("~") or ref.lower().endswith(
         (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff"))

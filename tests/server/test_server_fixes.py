@@ -155,9 +155,12 @@ def test_keep_mask_by_stored_image_id(client, studio_png):
 
 
 @pytest.mark.parametrize("where", ["init_image", "keep_mask", "control"])
-@pytest.mark.parametrize("path_kind", ["existing", "missing"])
+@pytest.mark.parametrize("path_kind", ["existing", "missing", "missing-base64-length"])
 def test_server_paths_are_refused_for_every_image_field(client, tmp_path, where, path_kind):
     target = tmp_path / "secret.png"
+    if path_kind == "missing-base64-length":  # over 64 characters, a multiple of 4, like base64
+        target = tmp_path / ("s" * (-len(str(tmp_path / "x.png")) % 4 + 64) + "x.png")
+        assert len(str(target)) % 4 == 0 and len(str(target)) > 64
     if path_kind == "existing":
         noise(2).save(target)
     init = "data:image/png;base64," + base64.b64encode(png_bytes(noise(3))).decode()
@@ -200,6 +203,60 @@ def test_control_image_upload_and_base64_never_show_server_paths(client):
     stray = client.post("/api/jobs", data={"request": json.dumps(request)},
                         files={"controlnet": ("edges.png", edges, "image/png")})
     assert stray.status_code == 400 and "control_image" in error_message(stray)
+
+
+def save_tiny_controlnet(models):
+    """models/ControlNet/tiny-canny: a ControlNet of the tiny UNet with randomised
+    zero convolutions, so that it visibly changes the image (as in server_compat)."""
+    import torch
+    from diffusers import ControlNetModel, UNet2DConditionModel
+
+    unet = UNet2DConditionModel.from_pretrained(models / "Stable-diffusion" / "tiny", subfolder="unet")
+    net = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(16, 32))
+    torch.manual_seed(3)
+    with torch.no_grad():
+        for module in [*net.controlnet_down_blocks, net.controlnet_mid_block, net.controlnet_cond_embedding.conv_out]:
+            module.weight.normal_(0, 0.3)
+    net.save_pretrained(models / "ControlNet" / "tiny-canny")
+
+
+@pytest.fixture(scope="module")
+def control_client(tmp_path_factory):
+    from imagestudio.engine import Catalog, Engine, PipelineCache
+    from serverkit import make_models_dir
+
+    models = make_models_dir(tmp_path_factory.mktemp("control-models"), inpaint=False)
+    save_tiny_controlnet(models)
+    engine = Engine(Catalog(models, include_embedded=False), PipelineCache(max_models=1))
+    with start_server(tmp_path_factory.mktemp("control-data"), models, engine=engine,
+                      catalog=engine.catalog) as running:
+        with running.client() as c:
+            yield c
+
+
+def test_control_image_upload_base64_and_stored_id_guide_the_image(control_client):
+    client = control_client
+    square = Image.new("RGB", (64, 64), (20, 20, 20))
+    square.paste((230, 230, 230), (16, 16, 48, 48))
+    request = {"prompt": "a red square", "seed": 21, **TINY, "control": {"type": "canny"}}
+
+    def pixels(job):
+        assert job["state"] == "succeeded", job
+        return np.asarray(Image.open(io.BytesIO(client.get(job["images"][0]["url"]).content))).astype(int)
+
+    uploaded = wait_job(client, client.post("/api/jobs", data={"request": json.dumps(request)},
+                                            files={"control_image": ("sq.png", png_bytes(square), "image/png")}).json()["id"])
+    assert "ControlNet" in uploaded["images"][0]["parameters"]
+    inline = dict(request, control={"type": "canny", "image": base64.b64encode(png_bytes(square)).decode()})
+    by_base64 = wait_job(client, client.post("/api/jobs", json=inline).json()["id"])
+    plain = wait_job(client, client.post("/api/jobs", json={"prompt": "a red square", "seed": 21, **TINY}).json()["id"])
+    assert np.abs(pixels(uploaded) - pixels(by_base64)).max() <= 2, "the same control, however it was sent"
+    assert np.abs(pixels(uploaded) - pixels(plain)).mean() > 1, "the ControlNet had an effect"
+    # a stored image as the control source
+    source = wait_job(client, client.post("/api/jobs", json=inline).json()["id"])["images"][0]["id"]
+    by_id = client.post("/api/jobs", json=dict(request, control={"type": "canny", "image": f"image:{source}"}))
+    assert by_id.status_code == 202 and by_id.json()["request"]["control"]["image"] == f"image:{source}"
+    assert wait_job(client, by_id.json()["id"])["state"] == "succeeded"
 
 
 def test_openapi_documents_the_upload_fields(client):
