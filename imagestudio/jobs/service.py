@@ -731,6 +731,10 @@ def looks_like_path(ref: str) -> bool:
         (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff"))
 
 
+#: Modes PNG can hold; other uploads are converted to RGB(A) first.
+_PNG_MODES = ("1", "L", "LA", "I", "I;16", "P", "RGB", "RGBA")
+
+
 def save_input_png(image, path: Path) -> None:
     """Save an uploaded image as PNG keeping its text chunks (`parameters`,
     `imagestudio`...): a variation reuses the prompt of an uploaded studio PNG
@@ -752,6 +756,8 @@ def save_input_png(image, path: Path) -> None:
             info.add_text(key, value, zip=len(value) > 1024)
         except Exception:  # a key PNG cannot hold (too long, odd characters): skip it
             log.debug("input text chunk %r dropped", key)
+    if image.mode not in _PNG_MODES:  # CMYK / YCbCr JPEGs, float TIFFs...
+        image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
     image.save(path, format="PNG", pnginfo=info)
 
 

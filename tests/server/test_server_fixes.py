@@ -99,6 +99,17 @@ def test_upscale_of_an_uploaded_png_keeps_its_settings(client, studio_png):
     assert fields["Postprocess upscaler"] == "Lanczos"
 
 
+def test_a_cmyk_jpeg_upload_is_accepted(client):
+    buf = io.BytesIO()
+    noise(6).convert("CMYK").save(buf, format="JPEG", quality=95)
+    response = client.post("/api/jobs", data={"request": json.dumps({"mode": "upscale", "upscale_factor": 2})},
+                           files={"init_image": ("print.jpg", buf.getvalue(), "image/jpeg")})
+    assert response.status_code == 202, response.text
+    done = wait_job(client, response.json()["id"])
+    assert done["state"] == "succeeded", done
+    assert (done["images"][0]["width"], done["images"][0]["height"]) == (128, 128)
+
+
 def test_a1111_extras_upscale_keeps_the_source_settings(client, studio_png):
     _, png = studio_png
     response = client.post("/sdapi/v1/extra-single-image", json={
