@@ -99,6 +99,21 @@ def test_upscale_of_an_uploaded_png_keeps_its_settings(client, studio_png):
     assert fields["Postprocess upscaler"] == "Lanczos"
 
 
+def test_an_a1111_jpeg_keeps_its_exif_infotext(client):
+    text = "a blue boat\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 5, Size: 64x64, Model: sd15"
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0x9286] = b"UNICODE\0" + text.encode("utf-16-be")  # A1111's UserComment
+    buf = io.BytesIO()
+    noise(7).save(buf, format="JPEG", exif=exif.tobytes())
+    response = client.post("/api/jobs", data={"request": json.dumps({"mode": "upscale", "upscale_factor": 2})},
+                           files={"init_image": ("a1111.jpg", buf.getvalue(), "image/jpeg")})
+    assert response.status_code == 202, response.text
+    done = wait_job(client, response.json()["id"])
+    assert done["state"] == "succeeded", done
+    fields = parse_parameters(read_parameters(client.get(done["images"][0]["url"]).content))
+    assert fields["prompt"] == "a blue boat" and fields["Seed"] == "5" and fields["Size"] == "128x128"
+
+
 def test_a_cmyk_jpeg_upload_is_accepted(client):
     buf = io.BytesIO()
     noise(6).convert("CMYK").save(buf, format="JPEG", quality=95)
