@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imagestudio.store.metadata import parse_parameters, read_parameters, read_request
+from imagestudio.store.metadata import parse_parameters, read_parameters
 from serverkit import TINY, start_server, wait_job
 
 PROMPT = "a red circle on the left"
