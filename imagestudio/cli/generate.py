@@ -212,7 +212,8 @@ def info(image: Path = typer.Argument(..., help="A PNG made by the studio, AUTOM
         fail(f"{image} could not be read as an image ({err})")
     if not text:
         fail(f"{image} holds no generation settings", 1)
-    out.print(text, highlight=False, markup=False)
+    # plain write: the infotext's lines must not be wrapped at the console width
+    sys.stdout.write(text.rstrip("\n") + "\n")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -28,7 +28,7 @@ from sqlalchemy import and_, func, or_, select, update
 from ..engine.core import hires_size
 from ..engine.types import CancelToken, Progress
 from ..errors import Cancelled, ImageError, RequestError, StudioError
-from ..request import MAX_IMAGE_BYTES, GenerationRequest, load_image
+from ..request import MAX_IMAGE_BYTES, GenerationRequest, Mode, load_image
 from ..store import accounts
 from ..store.accounts import Account
 from ..store.db import Database, Image, Job, new_id
@@ -373,6 +373,10 @@ class JobService:
         base = int(getattr(info, "cost", 1) or 0)
         native = int(getattr(info, "native_size", 0) or 0)
         width, height = prepared.width or 0, prepared.height or 0
+        if prepared.mode is Mode.outpaint and width and height:
+            # the model draws the whole extended canvas, not the original
+            o = prepared.outpaint
+            width, height = width + o.left + o.right, height + o.top + o.bottom
         factor = size_factor(width, height, native)
         if prepared.hires_scale and prepared.hires_scale > 1 and width and height:
             big_w, big_h = hires_size(width, height, prepared.hires_scale)

@@ -33,6 +33,8 @@ def test_generate_writes_pngs_with_settings(tmp_path, models):
     assert seeds == ["42", "43"]
     info = run("info", files[0])
     assert info.exit_code == 0 and "Steps: 2" in info.output and "a red circle" in info.output
+    # exactly the stored infotext, one settings line, never wrapped at the terminal width
+    assert info.output == read_parameters(files[0]) + "\n"
 
 
 def test_from_reproduces_bit_exactly(tmp_path, models):

@@ -64,6 +64,6 @@ def test_generation_is_judged_right(pipe, sampler):
     assert image.size == (128, 128)
     labels = judge.analyze(image)
     # The shipped model reliably draws the requested colour; kind and position adherence
-    # are below the targets (see the eval table in README_SECTION.md), so this
+    # are below the targets (see the eval table in the README, "The embedded model"), so this
     # fast test only holds it to what it does reliably: a red object somewhere.
     assert any(o["color"] == "red" for o in labels["objects"]), labels

@@ -313,6 +313,19 @@ def test_hires_fix_costs_its_second_pass(make_server):
     assert done["state"] == "succeeded" and done["images"][0]["width"] == 128
 
 
+def test_outpaint_costs_the_extended_canvas(make_server):
+    server = make_server(shared=True)
+    client = server.client(server.add_user("olga", credits=20))
+    init = "data:image/png;base64," + base64.b64encode(png_bytes(noise(5))).decode()
+    same = {"prompt": "the sea", "model": "tiny", "steps": 2, "init_image": init}
+    img2img = client.post("/api/estimate", json={**same, "mode": "img2img"}).json()["cost"]
+    # 64x64 extended by 64 px on every side: a 192x192 canvas, 9 native areas
+    extended = client.post("/api/estimate", json={**same, "mode": "outpaint", "outpaint":
+                                                  {"left": 64, "right": 64, "top": 64, "bottom": 64}})
+    assert extended.status_code == 200, extended.text
+    assert img2img == 1 and extended.json()["cost"] == 9
+
+
 # --- 5. POST /api/analyse ----------------------------------------------------------
 
 

@@ -126,7 +126,7 @@ async function analyse() {
   if (server && typeof server === "object") {
     Object.assign(found, {
       prompt: server.prompt || "", negative_prompt: server.negative_prompt || "", model: server.model || null,
-      source: server.source || "server",
+      fields: server.fields || {}, source: server.source || "server",
     });
   } else {
     const chunks = await pngTextChunks(blob).catch(() => ({}));
