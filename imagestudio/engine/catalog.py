@@ -68,6 +68,11 @@ class ModelInfo:
         """AUTOMATIC1111's short 'Model hash' (first 10 hex of sha256)."""
         return weights_hash(self.path)
 
+    @property
+    def sha256(self) -> str:
+        """Full sha256 of the weights (A1111's sd-models 'sha256')."""
+        return weights_sha256(self.path)
+
     def to_dict(self) -> dict:
         data = asdict(self)
         data.update(min_side=self.min_side, max_side=self.max_side)
@@ -326,15 +331,21 @@ def _hash_file(path: str, mtime: float, size: int) -> str:
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
-    return digest.hexdigest()[:10]
+    return digest.hexdigest()
 
 
 def weights_hash(path: str) -> str:
+    """AUTOMATIC1111's short model hash: the first 10 hex digits of the sha256."""
+    return weights_sha256(path)[:10]
+
+
+def weights_sha256(path: str) -> str:
+    """sha256 of the weights file (of a diffusers folder: its UNet's weights)."""
     p = Path(path)
     if p.is_dir():
         candidates = sorted((p / "unet").glob("*.safetensors")) or sorted((p / "unet").glob("*"))
         if not candidates:
-            return "0000000000"
+            return "0" * 64
         p = candidates[0]
     stat = p.stat()
     return _hash_file(str(p), stat.st_mtime, stat.st_size)

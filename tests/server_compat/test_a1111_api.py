@@ -3,8 +3,10 @@ server on a loopback port."""
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -107,6 +109,11 @@ def test_models_options_and_switching(api):
     assert {"tiny", "tiny-inpaint"} <= names
     titles = api.util_get_model_names()
     assert all(t.endswith("]") for t in titles)
+    for m in models:  # sha256 of the weights; the title's short hash is its first 10 digits
+        assert len(m["sha256"]) == 64 and m["title"].endswith(f"[{m['sha256'][:10]}]")
+    tiny = next(m for m in models if m["model_name"] == "tiny")
+    unet = sorted((Path(tiny["filename"]) / "unet").glob("*.safetensors"))[0]
+    assert tiny["sha256"] == hashlib.sha256(unet.read_bytes()).hexdigest()
     inpaint_title = next(m["title"] for m in models if m["model_name"] == "tiny-inpaint")
 
     api.util_set_model(inpaint_title)  # POST /options {"sd_model_checkpoint": title}

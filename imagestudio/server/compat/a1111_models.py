@@ -472,7 +472,7 @@ def sd_model_item(info: Any) -> dict[str, Any]:
         "title": checkpoint_title(info),
         "model_name": info.name,
         "hash": info.hash,
-        "sha256": None,  # the catalog keeps A1111's short hash only
+        "sha256": info.sha256,
         "filename": info.path,
         "config": None,
     }
