@@ -4,7 +4,8 @@
 
 upscale: a held-out photo shrunk 4x, then enlarged by Nearest, Lanczos and the
 studio network, beside the original. control: what the canny and scribble
-preprocessors hand a ControlNet. keep: img2img of a portrait with and without
+preprocessors hand a ControlNet. control-embedded: three sketches and what the
+embedded model draws from each through its shipped ControlNet. keep: img2img of a portrait with and without
 --keep-faces, drift figures in the labels (uses the default model, or
 --model NAME from --models DIR)."""
 
@@ -63,6 +64,28 @@ def control_figure() -> None:
           192).save(HERE / "extras-control.png")
 
 
+def control_embedded_figure() -> None:
+    """Sketches (as drawn on the page) and the embedded model's images guided
+    by them; the prompts name colour and kind, never the position."""
+    from imagestudio.engine import Catalog, Engine
+    from imagestudio.request import Control, GenerationRequest
+
+    engine = Engine(Catalog(None))
+    shapes = [("a red circle", lambda d: d.ellipse((10, 44, 50, 84), outline="black", width=2)),
+              ("a green square", lambda d: d.rectangle((78, 44, 118, 84), outline="black", width=2)),
+              ("a blue triangle", lambda d: d.polygon([(64, 10), (44, 50), (84, 50)], outline="black", width=2))]
+    panels = []
+    for prompt, draw in shapes:
+        drawing = Image.new("RGB", (128, 128), "white")
+        draw(ImageDraw.Draw(drawing))
+        source = HERE / ".sketch.png"
+        drawing.save(source)
+        image = engine.generate(GenerationRequest(prompt=prompt, seed=1, control=Control(type="scribble", image=str(source))))
+        source.unlink()
+        panels += [("sketch", drawing), (f'"{prompt}"', image.images[0].image)]
+    strip(panels, 160).save(HERE / "extras-control-embedded.png")
+
+
 def keep_figure(models: Path | None, model: str | None) -> None:
     import skimage.data
 
@@ -87,11 +110,13 @@ def main() -> None:
     parser.add_argument("--models", type=Path, default=None)
     parser.add_argument("--model", default=None)
     parser.add_argument("--skip-keep", action="store_true")
+    parser.add_argument("--only", choices=("upscale", "control", "control-embedded", "keep"))
     args = parser.parse_args()
-    upscale_figure()
-    control_figure()
-    if not args.skip_keep:
-        keep_figure(args.models, args.model)
+    figures = {"upscale": upscale_figure, "control": control_figure, "control-embedded": control_embedded_figure,
+               "keep": lambda: keep_figure(args.models, args.model)}
+    for name, make in figures.items():
+        if args.only in (None, name) and not (name == "keep" and args.skip_keep):
+            make()
 
 
 if __name__ == "__main__":

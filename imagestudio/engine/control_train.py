@@ -49,7 +49,8 @@ def _scenes(n: int, seed: int, single: bool = False):
 
 def train_controlnet(model_dir: Path, out: Path, kind: str = "canny", steps: int = 2000, batch: int = 16,
                      lr: float = 2e-4, seed: int = 0, caption_dropout: float = 0.1, noise_bias: float = 1.0,
-                     progress: Optional[Callable[[int, int, float], None]] = None) -> Path:
+                     progress: Optional[Callable[[int, int, float], None]] = None,
+                     max_minutes: float = 0.0, save_every_minutes: float = 10.0, resume: bool = False) -> Path:
     import torch
     import torch.nn.functional as F
     from diffusers import ControlNetModel, DDPMScheduler, StableDiffusionPipeline
@@ -61,14 +62,33 @@ def train_controlnet(model_dir: Path, out: Path, kind: str = "canny", steps: int
     unet, vae = pipe.unet.eval(), pipe.vae.eval()
     for module in (unet, vae, pipe.text_encoder):
         module.requires_grad_(False)
-    net = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=conditioning_channels(pipe.vae_scale_factor))
+    out = Path(out)
+    previous = 0
+    if resume and (out / "config.json").exists():
+        # continue from the last save (weights only: AdamW's moments warm up again in a few steps)
+        net = ControlNetModel.from_pretrained(out)
+        note = (out / "training.txt").read_text() if (out / "training.txt").exists() else ""
+        previous = int(note.split("steps=")[1].split()[0]) if "steps=" in note else 0
+    else:
+        net = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=conditioning_channels(pipe.vae_scale_factor))
     net.train()
     noise_schedule = DDPMScheduler.from_config(pipe.scheduler.config)
     prediction = noise_schedule.config.prediction_type
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     size = renderer.SIZE
-    rng = random.Random(seed)
+    rng = random.Random(seed + previous)  # fresh scenes (and noise, below) after a resume
+    torch.manual_seed(seed + previous)
     started, ema = time.time(), None
+    last_save = started
+    done = 0
+
+    def save() -> None:
+        # saved as it goes, so a run stopped on a busy CPU keeps what it learnt
+        net.save_pretrained(out)
+        (out / "training.txt").write_text(
+            f"kind={kind} steps={previous + done} (this run {done} of {steps}) batch={batch} lr={lr} noise_bias={noise_bias} seed={seed} "
+            f"seconds={time.time() - started:.0f} final_loss_ema={ema if ema is None else round(ema, 4)}\n")
+
     for step in range(steps):
         scenes = [renderer.random_scene(rng) for _ in range(batch)]
         images = [renderer.render(s).convert("RGB") for s in scenes]
@@ -93,15 +113,31 @@ def train_controlnet(model_dir: Path, out: Path, kind: str = "canny", steps: int
         loss.backward()
         opt.step()
         ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
+        done = step + 1
         if progress:
-            progress(step + 1, steps, ema)
-    out = Path(out)
-    net.save_pretrained(out)
-    (out / "training.txt").write_text(
-        f"kind={kind} steps={steps} batch={batch} lr={lr} noise_bias={noise_bias} seed={seed} "
-        f"seconds={time.time() - started:.0f} "
-        f"final_loss_ema={ema:.4f}\n")
+            progress(done, steps, ema)
+        if max_minutes and time.time() - started > max_minutes * 60:
+            break
+        if time.time() - last_save > save_every_minutes * 60:
+            save()
+            last_save = time.time()
+    save()
     return out
+
+
+def ship(src: Path, dest: Path) -> Path:
+    """An fp16 copy of a trained ControlNet folder (half the size; the engine
+    loads it at the pipeline's dtype), with its training note."""
+    import shutil
+
+    import torch
+    from diffusers import ControlNetModel
+
+    net = ControlNetModel.from_pretrained(str(src))
+    net.to(torch.float16).save_pretrained(dest)
+    if (Path(src) / "training.txt").exists():
+        shutil.copy(Path(src) / "training.txt", Path(dest) / "training.txt")
+    return Path(dest)
 
 
 def evaluate(engine, model: str, controlnet: str, kind: str = "canny", n: int = 16, seed: int = 4242,
@@ -157,19 +193,25 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--noise-bias", type=float, default=1.0, help=">1: more high-noise training steps")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--max-minutes", type=float, default=0.0, help="stop (and save) after this long")
+    parser.add_argument("--resume", action="store_true", help="continue from the ControlNet saved in --out")
+    parser.add_argument("--ship", type=Path, help="only write an fp16 copy of the trained --out ControlNet here (what the repo ships); no training")
     parser.add_argument("--out", type=Path, help="where to save the ControlNet folder")
     parser.add_argument("--eval", type=Path, help="evaluate this ControlNet folder (inside <models>/ControlNet)")
     parser.add_argument("-n", type=int, default=16)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     folder = model_dir() if args.model == "embedded" else Path(args.model)
-    if args.out:
+    if args.out and not args.ship:
         def report(step, total, loss):
             if step % 50 == 0 or step == total:
                 print(f"step {step}/{total} loss {loss:.4f}", flush=True)
 
         print(train_controlnet(folder, args.out, args.kind, args.steps, args.batch, lr=args.lr,
-                               noise_bias=args.noise_bias, progress=report))
+                               noise_bias=args.noise_bias, progress=report,
+                               max_minutes=args.max_minutes, resume=args.resume))
+    if args.ship:
+        print(ship(args.out, args.ship))
     if args.eval:
         models = args.eval.parent.parent
         engine = Engine(Catalog(models))

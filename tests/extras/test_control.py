@@ -1,8 +1,8 @@
 """Structure control: the preprocessors draw what ControlNets expect, a tiny
 ControlNet built from config (random weights) runs through the real loading
 and pipeline code and obeys weight and start/end, and the edge-overlap measure
-behaves. Whether a trained ControlNet *follows* edges needs trained weights
-(none ship yet): see the README."""
+behaves. That the trained ControlNet shipped for the embedded model follows
+sketches and edges is test_control_embedded.py's question."""
 
 import numpy as np
 import pytest
