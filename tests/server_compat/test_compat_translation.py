@@ -187,9 +187,10 @@ def test_progress_idle_and_running():
 
 
 def test_model_sampler_style_items():
-    info = SimpleNamespace(name="tiny", hash="0123456789", path="/m/tiny")
+    info = SimpleNamespace(name="tiny", hash="0123456789", sha256="0123456789" + "ab" * 27, path="/m/tiny")
     item = a1111.sd_model_item(info)
     assert item["title"] == "tiny [0123456789]" and item["model_name"] == "tiny" and item["filename"] == "/m/tiny"
+    assert item["sha256"] == info.sha256
     assert a1111.checkpoint_name(item["title"]) == "tiny"
     samplers = a1111.sampler_items(["Euler a", "DPM++ 2M Karras"])
     assert samplers[0] == {"name": "Euler a", "aliases": ["k_euler_a", "k_euler_ancestral"], "options": {}}
