@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from .control import edge_overlap, preprocess
 
@@ -143,30 +143,37 @@ def ship(src: Path, dest: Path) -> Path:
 def evaluate(engine, model: str, controlnet: str, kind: str = "canny", n: int = 16, seed: int = 4242,
              steps: int = 20) -> dict:
     """Held-out single-object scenes, prompted as "a <colour> <kind>" (no
-    position): edge overlap and judged position, with and without control."""
+    position): edge overlap, judged position and judged object (kind, colour
+    and position all right), with and without control."""
     from ..embedded import renderer
     from ..request import Control, GenerationRequest, image_to_data_uri
 
     scenes, _ = _scenes(n, seed, single=True)
     judge = _judge()
-    stats = {name: {"edge_f1": [], "edge_recall": [], "edge_precision": [], "position": []}
+    stats = {name: {"edge_f1": [], "edge_recall": [], "edge_precision": [], "position": [], "object": []}
              for name in ("controlled", "free")}
     for i, scene in enumerate(scenes):
         picture = renderer.render(scene).convert("RGB")
         obj = scene.objects[0]
         base = dict(prompt=f"a {obj.color} {obj.kind}", model=model, seed=seed + i, steps=steps)
         edges = preprocess("canny", picture, picture.size)
-        runs = {"free": GenerationRequest(**base),
-                "controlled": GenerationRequest(**base, control=Control(type=kind, image=image_to_data_uri(picture),
-                                                                        model=controlnet))}
+        # "sketch": what a user would draw of the scene, its edges as black
+        # lines on white paper, handed to the scribble preprocessor
+        source = ImageOps.invert(edges) if kind == "sketch" else picture
+        control = Control(type="scribble" if kind == "sketch" else kind, image=image_to_data_uri(source),
+                          model=controlnet)
+        runs = {"free": GenerationRequest(**base), "controlled": GenerationRequest(**base, control=control)}
         for name, request in runs.items():
             image = engine.generate(request).images[0].image
             scores = edge_overlap(image, edges)
             for key in ("f1", "recall", "precision"):
                 stats[name][f"edge_{key}"].append(scores[key])
             if judge is not None:
-                found = {o["position"] for o in judge(image)["objects"]}
-                stats[name]["position"].append(obj.position in found)
+                seen = judge(image)["objects"]
+                stats[name]["position"].append(obj.position in {o["position"] for o in seen})
+                # the whole object right: kind, colour and place
+                stats[name]["object"].append(any((o["kind"], o["color"], o["position"]) ==
+                                                 (obj.kind, obj.color, obj.position) for o in seen))
     return {name: {k: round(float(np.mean(v)), 3) for k, v in values.items() if v} for name, values in stats.items()}
 
 
@@ -187,7 +194,8 @@ def main(argv: Optional[list[str]] = None) -> None:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="embedded", help="'embedded' or a diffusers folder")
-    parser.add_argument("--kind", choices=("canny", "scribble"), default="canny")
+    parser.add_argument("--kind", choices=("canny", "scribble", "sketch"), default="canny",
+                        help="training: canny or scribble; --eval also takes sketch (scene edges drawn as lines)")
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--lr", type=float, default=2e-4)
