@@ -5,12 +5,15 @@ edge map each guide a generation whose prompt names colour and kind but no
 position. The embedded model's judge reads where the object landed, and
 edge overlap measures whether the image's edges lie on the control's.
 
-Thresholds, from `control_train.evaluate` and runs of these very cases: an
-uncontrolled image of the same prompt puts its object at the requested
-place about a quarter of the time (the model then picks a place itself) and
-scores edge F1 0.0-0.25 against the control; guided images scored 0.39-0.58.
-So every guided image must land where the sketch is, and mean F1 must be at
-least 0.3 and 0.15 above the uncontrolled images of the same seeds."""
+Thresholds, from `control_train.evaluate` and runs of these very cases
+(seeds 0-2) with the shipped weights: an uncontrolled image of the same
+prompt puts its object at the requested place about a quarter of the time
+(the model picks a place itself) and scores edge F1 0.0-0.25 against the
+sketch; guided images scored 0.38-0.78, with the sketched shape judged at
+the sketched place in 9 of 9. So every guided image must have an object
+where the sketch is, the sketched shape must be judged there in at least one
+of the two seeds, and mean F1 must be at least 0.3 and 0.15 above the
+uncontrolled images of the same seeds."""
 
 import numpy as np
 import pytest
@@ -49,10 +52,11 @@ def engine():
     return Engine(Catalog(None))
 
 
-def where(image: Image.Image) -> set[str]:
+def objects(image: Image.Image) -> set[tuple[str, str]]:
+    """(kind, position) of each object the embedded model's judge sees."""
     from imagestudio.embedded import judge
 
-    return {o["position"] for o in judge.analyze(image)["objects"]}
+    return {(o["kind"], o["position"]) for o in judge.analyze(image)["objects"]}
 
 
 def run(engine, prompt: str, seed: int, control: Control | None = None) -> Image.Image:
@@ -65,13 +69,16 @@ def test_a_sketch_puts_the_shape_where_it_is_drawn(engine, tmp_path, kind, posit
     drawing = tmp_path / f"{kind}.png"
     sketch(kind).save(drawing)
     lines = preprocess("scribble", sketch(kind), (SIZE, SIZE))
-    guided_f1, free_f1 = [], []
+    guided_f1, free_f1, shapes = [], [], 0
     for seed in SEEDS:
         guided = run(engine, f"a red {kind}", seed, Control(type="scribble", image=str(drawing)))
         free = run(engine, f"a red {kind}", seed)
-        assert position in where(guided), (kind, seed, where(guided))
+        seen = objects(guided)
+        assert position in {p for _, p in seen}, (kind, seed, seen)
+        shapes += (kind, position) in seen
         guided_f1.append(edge_overlap(guided, lines)["f1"])
         free_f1.append(edge_overlap(free, lines)["f1"])
+    assert shapes >= 1, f"no {kind} judged on the {position} in {len(SEEDS)} guided images"
     assert np.mean(guided_f1) >= 0.3, guided_f1
     assert np.mean(guided_f1) >= np.mean(free_f1) + 0.15, (guided_f1, free_f1)
 
