@@ -180,3 +180,41 @@ def test_hires_fix_from_the_cli(tmp_path, tiny_models_dir):
     bad = CliRunner().invoke(app, ["generate", "a tree", "--hires-scale", "2", "--upscaler", "Bogus", "--model", "tiny",
                                    "--models", str(tiny_models_dir), "--out", str(tmp_path / "bad")])
     assert bad.exit_code == 2 and "unknown upscaler 'Bogus'" in bad.output
+
+
+def test_an_esrgan_model_loads_through_spandrel_and_runs_tiled(tmp_path):
+    """A user's ESRGAN (RRDBNet) file in models/ESRGAN, as .safetensors and as
+    a pickled .pth read by the restricted loader: both load through spandrel
+    and upscale 4x; an image within one tile equals the network run directly,
+    a larger one runs tiled to the exact size. Needs the optional spandrel,
+    whose torchvision does not import beside the CPU torch pinned here:
+    skipped then (checked in a venv with torch 2.14.1 + torchvision 0.29.1)."""
+    spandrel = pytest.importorskip("spandrel", exc_type=ImportError)
+    from safetensors.torch import save_file
+    from spandrel.architectures.ESRGAN import ESRGAN
+
+    from imagestudio.engine.upscale import find_user_upscalers, load_user_upscaler
+
+    torch.manual_seed(0)
+    net = ESRGAN(in_nc=3, out_nc=3, num_filters=8, num_blocks=1, scale=4).eval()
+    folder = tmp_path / "models" / "ESRGAN"
+    folder.mkdir(parents=True)
+    state = {k: v.contiguous() for k, v in net.state_dict().items()}
+    save_file(state, str(folder / "4x-tiny.safetensors"))
+    torch.save(state, folder / "4x-tiny-pickled.pth")
+    assert set(find_user_upscalers(tmp_path / "models")) == {"4x-tiny", "4x-tiny-pickled"}
+
+    small = Image.fromarray(np.random.default_rng(1).integers(0, 255, (40, 48, 3), dtype=np.uint8))
+    with torch.no_grad():
+        x = torch.from_numpy(np.array(small)).permute(2, 0, 1)[None].float() / 255
+        direct = net(x).clamp(0, 1)[0].permute(1, 2, 0).mul(255).round().byte().numpy()
+    for name in ("4x-tiny", "4x-tiny-pickled"):
+        descriptor = load_user_upscaler(find_user_upscalers(tmp_path / "models")[name])
+        assert isinstance(descriptor, spandrel.ImageModelDescriptor) and descriptor.scale == 4
+        out = upscale(small, 4, name, models_dir=tmp_path / "models")
+        assert out.size == (192, 160)
+        assert np.abs(np.asarray(out).astype(int) - direct.astype(int)).max() <= 1
+    big = Image.fromarray(np.random.default_rng(2).integers(0, 255, (300, 260, 3), dtype=np.uint8))
+    tiles = []
+    out = upscale(big, 4, "4x-tiny", models_dir=tmp_path / "models", on_tile=lambda i, n: tiles.append(n))
+    assert out.size == (1040, 1200) and len(tiles) > 1
