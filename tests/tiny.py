@@ -115,3 +115,20 @@ def save_tiny_pipeline(folder: Path, inpaint: bool = False, seed: int = 0) -> Pa
     folder = Path(folder)
     pipe.save_pretrained(folder, safe_serialization=True)
     return folder
+
+
+def save_tiny_controlnet(models: Path) -> Path:
+    """models/ControlNet/tiny-canny: ControlNetModel.from_unet of the tiny UNet
+    in `models`, with its zero convolutions randomised so that it visibly
+    changes the image."""
+    from diffusers import ControlNetModel, UNet2DConditionModel
+
+    unet = UNet2DConditionModel.from_pretrained(models / "Stable-diffusion" / "tiny", subfolder="unet")
+    net = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(16, 32))
+    torch.manual_seed(3)
+    with torch.no_grad():
+        for module in [*net.controlnet_down_blocks, net.controlnet_mid_block, net.controlnet_cond_embedding.conv_out]:
+            module.weight.normal_(0, 0.3)
+    folder = models / "ControlNet" / "tiny-canny"
+    net.save_pretrained(folder)
+    return folder

@@ -17,21 +17,9 @@ BASE = dict(prompt="a red square", model="tiny", width=64, height=64, steps=3, s
 
 @pytest.fixture(scope="module")
 def tiny_controlnet(tiny_models_dir):
-    """models/ControlNet/tiny-canny: ControlNetModel.from_unet of the tiny UNet,
-    with its zero convolutions randomised so that it has an effect."""
-    import torch
-    from diffusers import ControlNetModel, UNet2DConditionModel
+    from tiny import save_tiny_controlnet
 
-    unet = UNet2DConditionModel.from_pretrained(tiny_models_dir / "Stable-diffusion" / "tiny", subfolder="unet")
-    net = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(16, 32))
-    torch.manual_seed(3)
-    with torch.no_grad():
-        for module in [*net.controlnet_down_blocks, net.controlnet_mid_block,
-                       net.controlnet_cond_embedding.conv_out]:
-            module.weight.normal_(0, 0.3)
-    folder = tiny_models_dir / "ControlNet" / "tiny-canny"
-    net.save_pretrained(folder)
-    return folder
+    return save_tiny_controlnet(tiny_models_dir)
 
 
 @pytest.fixture(scope="module")

@@ -231,25 +231,11 @@ def test_control_image_upload_and_base64_never_show_server_paths(client):
     assert stray.status_code == 400 and "control_image" in error_message(stray)
 
 
-def save_tiny_controlnet(models):
-    """models/ControlNet/tiny-canny: a ControlNet of the tiny UNet with randomised
-    zero convolutions, so that it visibly changes the image (as in server_compat)."""
-    import torch
-    from diffusers import ControlNetModel, UNet2DConditionModel
-
-    unet = UNet2DConditionModel.from_pretrained(models / "Stable-diffusion" / "tiny", subfolder="unet")
-    net = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(16, 32))
-    torch.manual_seed(3)
-    with torch.no_grad():
-        for module in [*net.controlnet_down_blocks, net.controlnet_mid_block, net.controlnet_cond_embedding.conv_out]:
-            module.weight.normal_(0, 0.3)
-    net.save_pretrained(models / "ControlNet" / "tiny-canny")
-
-
 @pytest.fixture(scope="module")
 def control_client(tmp_path_factory):
     from imagestudio.engine import Catalog, Engine, PipelineCache
     from serverkit import make_models_dir
+    from tiny import save_tiny_controlnet
 
     models = make_models_dir(tmp_path_factory.mktemp("control-models"), inpaint=False)
     save_tiny_controlnet(models)

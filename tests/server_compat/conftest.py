@@ -10,25 +10,11 @@ import pytest
 @pytest.fixture(scope="session")
 def compat_models(tmp_path_factory):
     from serverkit import make_models_dir
+    from tiny import save_tiny_controlnet
 
     models = make_models_dir(tmp_path_factory.mktemp("compat-models"))
-    _save_tiny_controlnet(models)
+    save_tiny_controlnet(models)
     return models
-
-
-def _save_tiny_controlnet(models):
-    """models/ControlNet/tiny-canny: a ControlNet of the tiny UNet whose zero
-    convolutions are randomised, so that it visibly changes the image."""
-    import torch
-    from diffusers import ControlNetModel, UNet2DConditionModel
-
-    unet = UNet2DConditionModel.from_pretrained(models / "Stable-diffusion" / "tiny", subfolder="unet")
-    net = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(16, 32))
-    torch.manual_seed(3)
-    with torch.no_grad():
-        for module in [*net.controlnet_down_blocks, net.controlnet_mid_block, net.controlnet_cond_embedding.conv_out]:
-            module.weight.normal_(0, 0.3)
-    net.save_pretrained(models / "ControlNet" / "tiny-canny")
 
 
 @pytest.fixture(scope="session")
@@ -62,3 +48,13 @@ def shared_server(tmp_path_factory, compat_models, compat_engine):
 @pytest.fixture
 def port(local_server):
     return int(local_server.url.rsplit(":", 1)[1])
+
+
+@pytest.fixture
+def api(port):
+    """The real `webuiapi` client on the local server, model "tiny" selected."""
+    import webuiapi
+
+    client = webuiapi.WebUIApi(host="127.0.0.1", port=port, sampler="Euler a", steps=2)
+    client.set_options({"sd_model_checkpoint": "tiny"})
+    return client

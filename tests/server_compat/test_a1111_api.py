@@ -16,13 +16,6 @@ from PIL import Image
 SMALL = dict(width=64, height=64, steps=2, cfg_scale=7.0)
 
 
-@pytest.fixture
-def api(port):
-    client = webuiapi.WebUIApi(host="127.0.0.1", port=port, sampler="Euler a", steps=2)
-    client.set_options({"sd_model_checkpoint": "tiny"})
-    return client
-
-
 def test_txt2img_returns_seeded_images_with_info(api):
     result = api.txt2img(prompt="a red circle", negative_prompt="blurry", seed=123, batch_size=2, **SMALL)
     assert len(result.images) == 2

@@ -10,17 +10,9 @@ import io
 import httpx
 import numpy as np
 import pytest
-import webuiapi
 from PIL import Image
 
 SMALL = dict(width=64, height=64, steps=2, cfg_scale=7.0)
-
-
-@pytest.fixture
-def api(port):
-    client = webuiapi.WebUIApi(host="127.0.0.1", port=port, sampler="Euler a", steps=2)
-    client.set_options({"sd_model_checkpoint": "tiny"})
-    return client
 
 
 def b64(image: Image.Image) -> str:
