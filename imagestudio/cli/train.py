@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-STAGES = ("data", "vae", "latents", "decoder", "text", "unet", "export")
+STAGES = ("data", "vae", "latents", "decoder", "text", "unet", "finetune", "export")
 
 
 def _default_work() -> Path:
@@ -37,6 +37,8 @@ def train(
     vae_full_steps: int = typer.Option(40, help="VAE steps on full 128x128 images."),
     unet_steps: int = typer.Option(2300, help="UNet steps (the learning-rate schedule spans them)."),
     unet_batch: int = typer.Option(64),
+    finetune_steps: int = typer.Option(3000, help="Fine-tune steps after the base "
+                                       "UNet (weight 1 at high noise, more high-noise steps); 0 skips."),
     max_minutes: float = typer.Option(0.0, help="Stop the UNet stage after this many minutes "
                                       "(checkpointed; rerun to continue). 0: no limit."),
     stages: str = typer.Option(",".join(STAGES), help="Comma-separated stages to run."),
@@ -55,7 +57,8 @@ def train(
     work = work or _default_work()
     out = out or WEIGHTS_DIR
     cfg = TrainConfig(seed=seed, scenes=scenes, vae_steps=vae_steps, vae_full_steps=vae_full_steps,
-                      unet_steps=unet_steps, unet_batch=unet_batch, max_minutes=max_minutes)
+                      unet_steps=unet_steps, unet_batch=unet_batch, finetune_steps=finetune_steps,
+                      max_minutes=max_minutes)
     chosen = tuple(s.strip() for s in stages.split(",") if s.strip())
     bad = [s for s in chosen if s not in STAGES]
     if bad:

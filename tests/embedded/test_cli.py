@@ -22,3 +22,4 @@ def test_train_help_lists_the_stages():
     result = CliRunner().invoke(app, ["train", "--help"])
     assert result.exit_code == 0
     assert "--max-minutes" in result.output and "--stages" in result.output
+    assert "--finetune-steps" in result.output and "finetune" in result.output

@@ -1,0 +1,80 @@
+"""`imagestudio train`'s stages on a tiny budget: every stage runs, the export loads
+offline through the ordinary StableDiffusionPipeline, the fine-tune starts from the base
+UNet and resumes from its checkpoint."""
+
+import json
+
+import pytest
+import torch
+
+from imagestudio.embedded import training as T
+
+
+def test_high_noise_steps_keep_their_weight_in_the_fine_tune():
+    snr = torch.tensor([1e-4, 0.5, 4.0, 99.0])
+    base = T._loss_weights(snr, 5.0, "min-snr")
+    ft = T._loss_weights(snr, 5.0, "min-snr+1")
+    assert base[0] < 1e-3  # the base recipe ignored the layout steps
+    assert ft[:3].tolist() == [1.0, 1.0, 1.0]  # x0 error at full weight up to snr 4
+    assert ft[3] == pytest.approx(0.05)  # still clipped where only pixel detail is left
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    torch.set_num_threads(1)
+    work = tmp_path_factory.mktemp("work")
+    out = tmp_path_factory.mktemp("out") / "model"
+    cfg = T.TrainConfig(scenes=12, vae_steps=2, vae_batch=2, vae_full_steps=1, decoder_steps=2,
+                        unet_steps=3, unet_batch=2, finetune_steps=2, checkpoint_seconds=0)
+    stages = []
+    T.run_all(work, out, cfg, lambda stage, step, total, info: stages.append(stage))
+    return work, out, cfg, stages
+
+
+def test_every_stage_runs_and_writes_a_loss_log(tiny_run):
+    work, out, cfg, stages = tiny_run
+    assert {"data", "vae", "latents", "decoder", "text", "unet", "finetune"} <= set(stages)
+    for name in ("vae", "unet", "finetune"):
+        assert (work / f"{name}.ckpt").exists()
+    assert (work / "unet.done").read_text() == "3"
+    assert (work / "finetune.done").read_text() == "2"
+    assert json.loads((out / "studio.json").read_text())["training"]["finetune_steps"] == 2
+
+
+def test_fine_tune_starts_from_the_base_ema_and_is_what_ships(tiny_run):
+    from diffusers import UNet2DConditionModel
+
+    work, out, cfg, _ = tiny_run
+    base = torch.load(work / "unet.ckpt", weights_only=False)["ema"]
+    ft = torch.load(work / "finetune.ckpt", weights_only=False)["ema"]
+    shipped = UNet2DConditionModel.from_pretrained(out / "unet").state_dict()
+    key = "conv_in.weight"
+    assert not torch.equal(ft[key], base[key])  # it trained
+    # two small steps from the base: close to it, far from a fresh initialisation
+    assert (ft[key] - base[key]).abs().max() < 0.05
+    assert torch.equal(shipped[key].float(), ft[key].to(torch.float16).float())
+
+
+def test_export_loads_offline_and_draws(tiny_run):
+    from diffusers import StableDiffusionPipeline
+
+    from imagestudio.embedded import _text_encoder_weights
+
+    _, out, _, _ = tiny_run
+    # the export holds the text encoder's config only; its weights come from the package
+    link = out / "text_encoder" / "model.safetensors"
+    if not link.exists():
+        link.symlink_to(_text_encoder_weights())
+    pipe = StableDiffusionPipeline.from_pretrained(out, local_files_only=True, safety_checker=None,
+                                                   requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    image = pipe("a red circle on the left", num_inference_steps=2, height=128, width=128,
+                 generator=torch.Generator().manual_seed(0)).images[0]
+    assert image.size == (128, 128)
+
+
+def test_rerun_resumes_instead_of_starting_over(tiny_run, monkeypatch):
+    work, out, cfg, _ = tiny_run
+    seen = []
+    T.run_all(work, out, cfg, lambda stage, step, total, info: seen.append(stage))
+    assert seen == []  # every stage found its result and was skipped
