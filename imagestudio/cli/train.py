@@ -37,7 +37,7 @@ def train(
     vae_full_steps: int = typer.Option(40, help="VAE steps on full 128x128 images."),
     unet_steps: int = typer.Option(2300, help="UNet steps (the learning-rate schedule spans them)."),
     unet_batch: int = typer.Option(64),
-    finetune_steps: int = typer.Option(3000, help="Fine-tune steps after the base "
+    finetune_steps: int = typer.Option(3600, help="Fine-tune steps after the base "
                                        "UNet (weight 1 at high noise, more high-noise steps); 0 skips."),
     max_minutes: float = typer.Option(0.0, help="Stop the UNet stage after this many minutes "
                                       "(checkpointed; rerun to continue). 0: no limit."),

