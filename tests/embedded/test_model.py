@@ -63,7 +63,8 @@ def test_generation_is_judged_right(pipe, sampler):
                  generator=torch.Generator().manual_seed(0)).images[0]
     assert image.size == (128, 128)
     labels = judge.analyze(image)
-    # The shipped model reliably draws the requested colour; kind and position adherence
-    # are below the issue's targets (see the eval table in the README, "The embedded model"), so this
-    # fast test only holds it to what it does reliably: a red object somewhere.
-    assert any(o["color"] == "red" for o in labels["objects"]), labels
+    # The shipped model reliably draws the requested colour at the requested place (a red
+    # object on the left for seeds 0-3 with each of these samplers); the kind is still below
+    # the issue's target (circle vs square: see the eval table in the README, "The embedded
+    # model"), so this fast test holds it to colour and position.
+    assert any((o["color"], o["position"]) == ("red", "left") for o in labels["objects"]), labels
