@@ -321,6 +321,14 @@ def _loss_weights(snr: torch.Tensor, gamma: float, mode: str) -> torch.Tensor:
     return torch.clamp(snr + 1, max=gamma) / (snr + 1)
 
 
+def biased_timesteps(n: int, num_train_timesteps: int, bias: float,
+                     generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """n training timesteps; bias > 1 draws more of them near pure noise, where the layout
+    is decided (shared by the UNet fine-tune and ControlNet training)."""
+    u = torch.rand(n, generator=generator) ** bias
+    return ((1 - u) * (num_train_timesteps - 1)).round().long()
+
+
 def _unet_loop(work: Path, cfg: TrainConfig, unet, ema, ckpt: Path, total: int, lr_max: float,
                weighting: str, noise_bias: float, seed: int, log_name: str,
                progress: Progress) -> int:
@@ -362,9 +370,7 @@ def _unet_loop(work: Path, cfg: TrainConfig, unet, ema, ckpt: Path, total: int, 
         if noise_bias == 1.0:
             t = torch.randint(0, n_t, (cfg.unet_batch,), generator=gen)
         else:
-            # noise_bias > 1 draws more high-noise steps, where the layout is decided
-            u = torch.rand(cfg.unet_batch, generator=gen) ** noise_bias
-            t = ((1 - u) * (n_t - 1)).round().long()
+            t = biased_timesteps(cfg.unet_batch, n_t, noise_bias, gen)
         xt = sched.add_noise(x0, noise, t)
         target = sched.get_velocity(x0, noise, t)
         pred = unet(xt, t, cond).sample
@@ -475,7 +481,8 @@ def export(work: Path, dest: Path, cfg: TrainConfig, studio: Optional[dict] = No
     }
     (dest / "model_index.json").write_text(json.dumps(model_index, indent=2) + "\n")
     info = studio_entry()
-    info["training"] = {"unet_steps": cfg.unet_steps, "finetune_steps": st["step"] if ckpt.name == "finetune.ckpt" else 0,
+    finetuned = st["step"] if ckpt.name == "finetune.ckpt" else 0
+    info["training"] = {"unet_steps": cfg.unet_steps, "finetune_steps": finetuned,
                         "seed": cfg.seed, "scenes": cfg.scenes}
     if studio:
         info.update(studio)

@@ -56,6 +56,7 @@ def train_controlnet(model_dir: Path, out: Path, kind: str = "canny", steps: int
     from diffusers import ControlNetModel, DDPMScheduler, StableDiffusionPipeline
 
     from ..embedded import renderer
+    from ..embedded.training import biased_timesteps
 
     torch.manual_seed(seed)
     pipe = StableDiffusionPipeline.from_pretrained(str(model_dir), safety_checker=None, requires_safety_checker=False)
@@ -100,9 +101,7 @@ def train_controlnet(model_dir: Path, out: Path, kind: str = "canny", steps: int
             latents = vae.encode(pixels).latent_dist.mean * vae.config.scaling_factor
             text, _ = pipe.encode_prompt(captions, "cpu", 1, False)
         noise = torch.randn_like(latents)
-        # noise_bias > 1 draws more high-noise steps, where the layout is decided.
-        u = torch.rand(batch) ** noise_bias
-        t = ((1 - u) * (noise_schedule.config.num_train_timesteps - 1)).round().long()
+        t = biased_timesteps(batch, noise_schedule.config.num_train_timesteps, noise_bias)
         noisy = noise_schedule.add_noise(latents, noise, t)
         target = noise if prediction == "epsilon" else noise_schedule.get_velocity(latents, noise, t)
         down, mid = net(noisy, t, encoder_hidden_states=text, controlnet_cond=control, return_dict=False)

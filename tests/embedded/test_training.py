@@ -73,7 +73,7 @@ def test_export_loads_offline_and_draws(tiny_run):
     assert image.size == (128, 128)
 
 
-def test_rerun_resumes_instead_of_starting_over(tiny_run, monkeypatch):
+def test_rerun_resumes_instead_of_starting_over(tiny_run):
     work, out, cfg, _ = tiny_run
     seen = []
     T.run_all(work, out, cfg, lambda stage, step, total, info: seen.append(stage))
