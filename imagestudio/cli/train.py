@@ -42,6 +42,9 @@ def train(
     max_minutes: float = typer.Option(0.0, help="Stop the UNet stage after this many minutes "
                                       "(checkpointed; rerun to continue). 0: no limit."),
     stages: str = typer.Option(",".join(STAGES), help="Comma-separated stages to run."),
+    init_from: Optional[Path] = typer.Option(None, "--init-from", help="Continue an exported model "
+                                             "(e.g. the shipped one): its VAE and UNet seed the work "
+                                             "folder; then run data,latents,text,finetune,export."),
     judge: bool = typer.Option(False, "--judge", help="Also retrain the evaluator's judge."),
     judge_steps: int = typer.Option(2500),
     threads: int = typer.Option(0, help="torch threads (0: torch's default)."),
@@ -51,7 +54,7 @@ def train(
 
     from ..embedded import WEIGHTS_DIR
     from ..embedded import judge as judge_mod
-    from ..embedded.training import TrainConfig, run_all
+    from ..embedded.training import TrainConfig, init_from as seed_work, run_all
 
     _set_threads(threads)
     work = work or _default_work()
@@ -81,6 +84,10 @@ def train(
                                   progress=lambda s, n, l: progress("judge", s, n, {"loss": l}))
             judge_mod.train_judge(steps=1200, seed=123, lr=5e-4, init=judge_mod.WEIGHTS,
                                   progress=lambda s, n, l: progress("judge-finetune", s, n, {"loss": l}))
+        if init_from is not None:
+            if not (init_from / "unet" / "config.json").exists():
+                raise typer.BadParameter(f"{init_from} is not an exported diffusers model folder")
+            seed_work(work, init_from)
         run_all(work, out, cfg, progress, chosen)
     typer.echo(f"done in {(time.time() - t0) / 60:.1f} min; loss logs in {work}; model in {out}")
 

@@ -439,6 +439,33 @@ def stage_finetune(work: Path, cfg: TrainConfig, progress: Progress = _noop) -> 
         (work / "finetune.done").write_text(str(step))
 
 
+def init_from(work: Path, folder: Path) -> None:
+    """Seed a work folder from an exported model, to continue training it rather than
+    start over: its VAE becomes the work VAE (latents are then encoded with it) and its
+    UNet the finished base stage, so the `finetune` stage starts a new cycle from it.
+    The source's training record is kept and exported as `continued_from`.
+    This is how the shipped weights were carried across sessions on 2 CPU cores."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    marker = work / "init.json"
+    if marker.exists() and json.loads(marker.read_text())["from"] == str(folder.resolve()):
+        return  # a rerun resumes: seeding again would throw the fine-tune away
+    work.mkdir(parents=True, exist_ok=True)
+    for stale in ("latents.pt", "finetune.ckpt", "finetune.done"):
+        # latents from another VAE, or a fine-tune of another UNet, would not match
+        (work / stale).unlink(missing_ok=True)
+    vae = AutoencoderKL.from_pretrained(folder / "vae", torch_dtype=torch.float32)
+    vae.save_pretrained(work / "vae")
+    unet = UNet2DConditionModel.from_pretrained(folder / "unet", torch_dtype=torch.float32)
+    state = unet.state_dict()
+    record = {}
+    if (folder / "studio.json").exists():
+        record = json.loads((folder / "studio.json").read_text()).get("training", {})
+    _save_ckpt(work / "unet.ckpt", {"model": state, "ema": state, "step": 0})
+    (work / "unet.done").write_text("init")
+    marker.write_text(json.dumps({"from": str(folder.resolve()), "training": record}, indent=2))
+
+
 def export(work: Path, dest: Path, cfg: TrainConfig, studio: Optional[dict] = None) -> Path:
     """Write the diffusers folder (fp16 safetensors) from the work folder's EMA UNet."""
     from diffusers import AutoencoderKL, DPMSolverMultistepScheduler, UNet2DConditionModel
@@ -484,6 +511,10 @@ def export(work: Path, dest: Path, cfg: TrainConfig, studio: Optional[dict] = No
     finetuned = st["step"] if ckpt.name == "finetune.ckpt" else 0
     info["training"] = {"unet_steps": cfg.unet_steps, "finetune_steps": finetuned,
                         "seed": cfg.seed, "scenes": cfg.scenes}
+    if (work / "init.json").exists():
+        # a continued run: this record's steps come on top of the source's
+        info["training"] = {"finetune_steps": finetuned, "seed": cfg.seed, "scenes": cfg.scenes,
+                            "continued_from": json.loads((work / "init.json").read_text())["training"]}
     if studio:
         info.update(studio)
     (dest / "studio.json").write_text(json.dumps(info, indent=2) + "\n")

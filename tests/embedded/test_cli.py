@@ -23,3 +23,11 @@ def test_train_help_lists_the_stages():
     assert result.exit_code == 0
     assert "--max-minutes" in result.output and "--stages" in result.output
     assert "--finetune-steps" in result.output and "finetune" in result.output
+
+
+def test_train_init_from_a_folder_that_is_no_model_is_refused(tmp_path):
+    result = CliRunner().invoke(app, ["train", "--work", str(tmp_path / "work"), "--init-from", str(tmp_path),
+                                      "--stages", "data"])
+    assert result.exit_code != 0
+    assert "not an exported diffusers model folder" in result.output
+    assert not (tmp_path / "work" / "data.npz").exists()  # refused before any work

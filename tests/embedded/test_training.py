@@ -78,3 +78,21 @@ def test_rerun_resumes_instead_of_starting_over(tiny_run):
     seen = []
     T.run_all(work, out, cfg, lambda stage, step, total, info: seen.append(stage))
     assert seen == []  # every stage found its result and was skipped
+
+
+def test_continuing_an_exported_model_fine_tunes_it_and_keeps_its_record(tiny_run, tmp_path):
+    from diffusers import UNet2DConditionModel
+
+    _, first, cfg, _ = tiny_run
+    work, second = tmp_path / "work", tmp_path / "second"
+    T.init_from(work, first)
+    T.run_all(work, second, cfg, stages=("data", "latents", "text", "finetune", "export"))
+    start = UNet2DConditionModel.from_pretrained(first / "unet").state_dict()["conv_in.weight"].float()
+    ft = torch.load(work / "finetune.ckpt", weights_only=False)["ema"]["conv_in.weight"]
+    assert not torch.equal(ft, start) and (ft - start).abs().max() < 0.05  # trained on from it
+    record = json.loads((second / "studio.json").read_text())["training"]
+    assert record["finetune_steps"] == 2
+    assert record["continued_from"]["finetune_steps"] == 2  # the first run's own record
+    # rerunning the same command resumes: the fine-tune is not thrown away
+    T.init_from(work, first)
+    assert (work / "finetune.done").exists() and (work / "latents.pt").exists()
