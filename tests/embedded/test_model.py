@@ -68,3 +68,26 @@ def test_generation_is_judged_right(pipe, sampler):
     # the issue's target (circle vs square: see the eval table in the README, "The embedded
     # model"), so this fast test holds it to colour and position.
     assert any((o["color"], o["position"]) == ("red", "left") for o in labels["objects"]), labels
+
+
+def test_edit_checks_score_the_studio_inpaint_which_keeps_the_rest_exactly():
+    import numpy as np
+
+    from imagestudio.embedded import evaluate as ev
+
+    studio = ev.engine_inpainter(steps=4)
+    seen = []
+
+    def recording(image, mask, prompt, seed):
+        out = studio(image, mask, prompt, seed)
+        seen.append((image, mask, out))
+        return out
+
+    result = ev.edit_checks(model_dir(), n=1, steps=4, studio=recording)
+    assert {"img2img_keeps_labels", "inpaint_recolor", "inpaint_recolor_studio"} <= set(result)
+    assert result["edit_images"] == 3
+    image, mask, out = seen[0]
+    outside = np.asarray(mask) == 0
+    assert outside.mean() > 0.5  # one object's box is repainted, the rest is kept
+    assert np.array_equal(np.asarray(out)[outside], np.asarray(image)[outside])
+    assert not np.array_equal(np.asarray(out)[~outside], np.asarray(image)[~outside])
