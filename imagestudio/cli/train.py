@@ -39,6 +39,8 @@ def train(
     unet_batch: int = typer.Option(64),
     finetune_steps: int = typer.Option(3600, help="Fine-tune steps after the base "
                                        "UNet (weight 1 at high noise, more high-noise steps); 0 skips."),
+    finetune_lr: float = typer.Option(3e-4, help="Fine-tune peak learning rate (cosine to a fifth "
+                                      "of it); lower it to continue an already fine-tuned model."),
     max_minutes: float = typer.Option(0.0, help="Stop the UNet stage after this many minutes "
                                       "(checkpointed; rerun to continue). 0: no limit."),
     stages: str = typer.Option(",".join(STAGES), help="Comma-separated stages to run."),
@@ -61,7 +63,7 @@ def train(
     out = out or WEIGHTS_DIR
     cfg = TrainConfig(seed=seed, scenes=scenes, vae_steps=vae_steps, vae_full_steps=vae_full_steps,
                       unet_steps=unet_steps, unet_batch=unet_batch, finetune_steps=finetune_steps,
-                      max_minutes=max_minutes)
+                      finetune_lr=finetune_lr, max_minutes=max_minutes)
     chosen = tuple(s.strip() for s in stages.split(",") if s.strip())
     bad = [s for s in chosen if s not in STAGES]
     if bad:

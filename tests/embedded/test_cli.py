@@ -23,6 +23,7 @@ def test_train_help_lists_the_stages():
     assert result.exit_code == 0
     assert "--max-minutes" in result.output and "--stages" in result.output
     assert "--finetune-steps" in result.output and "finetune" in result.output
+    assert "--finetune-lr" in result.output and "--init-from" in result.output
 
 
 def test_train_init_from_a_folder_that_is_no_model_is_refused(tmp_path):
