@@ -266,7 +266,15 @@ class _Run:
         req = self.req
         extra: dict = {}
         if req.control is not None:
+            self._refuse_control_on_inpainting_model()
             pipe, extra = self._control()
+        elif self.info.inpainting:
+            # A 9-channel inpainting UNet also wants a mask and a masked image: draw
+            # everything (white mask) over a blank (mid-grey) one, as A1111 does.
+            pipe = self.engine.cache.get(self.info, "inpaint")
+            blank = px.Image.new("RGB", (req.width, req.height), (127, 127, 127))
+            extra = {"image": [blank] * req.count, "mask_image": [px.full_mask(blank.size)] * req.count,
+                     "strength": 1.0}
         else:
             pipe = self.engine.cache.get(self.info, "txt2img")
         scale = pipe.vae_scale_factor
@@ -276,6 +284,11 @@ class _Run:
         out = pipe(height=req.height, width=req.width, latents=latents.to(pipe.device, pipe.unet.dtype),
                    **self._common(pipe), **extra)
         return out.images
+
+    def _refuse_control_on_inpainting_model(self) -> None:
+        if self.info.inpainting:
+            raise RequestError(f"model {self.info.name} is an inpainting model; structure control "
+                                 "(ControlNet) needs an ordinary one")
 
     def _control(self, mode: str = "txt2img"):
         """The ControlNet pipeline and its arguments for `req.control`."""
@@ -311,7 +324,13 @@ class _Run:
             return [image.copy() for image in images]
         extra: dict = {}
         if control:
+            self._refuse_control_on_inpainting_model()
             pipe, extra = self._control("img2img")
+        elif self.info.inpainting:
+            # an inpainting UNet repaints the whole picture under a white mask
+            pipe = self.engine.cache.get(self.info, "inpaint")
+            extra = {"mask_image": [px.full_mask(image.size) for image in images],
+                     "height": images[0].height, "width": images[0].width}
         else:
             pipe = self.engine.cache.get(self.info, "img2img")
         kwargs = self._common(pipe)

@@ -31,6 +31,11 @@ def binary_mask(mask: Image.Image, size: tuple[int, int]) -> Image.Image:
     return grey.point(lambda v: 255 if v >= 128 else 0)
 
 
+def full_mask(size: tuple[int, int]) -> Image.Image:
+    """Repaint everything (what txt2img/img2img mean to an inpainting model)."""
+    return Image.new("L", size, 255)
+
+
 def feathered_alpha(mask: Image.Image, blur: int) -> Image.Image:
     """Alpha that is 0 everywhere outside the mask and fades in over `blur`
     pixels inside it, so the composite never touches a pixel outside."""

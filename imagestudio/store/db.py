@@ -6,7 +6,8 @@ transactions take their write lock.
 Tables: users, api_keys (sha256 of the key, never the key), credit_ledger (one
 row per charge or refund), jobs (state + live progress, so every queue backend
 and every worker machine report the same way), images (file path, seed, full
-request, parent image for img2img/inpaint lineage), favourites, saved_prompts.
+request, parent image for img2img/inpaint lineage), favourites, saved_prompts,
+user_settings (per-user settings of an API, e.g. A1111's /options).
 """
 
 from __future__ import annotations
@@ -150,6 +151,16 @@ class SavedPrompt(Base):
     #: Other request fields to restore (JSON object).
     settings_json: Mapped[str] = mapped_column(Text, default="{}")
     created_at: Mapped[float] = mapped_column(Float, default=now)
+    updated_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class UserSettings(Base):
+    """Per-user settings of one API (scope), e.g. the AUTOMATIC1111 /options a
+    client set, kept across restarts as A1111 keeps its config.json."""
+    __tablename__ = "user_settings"
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    scope: Mapped[str] = mapped_column(String(50), primary_key=True)
+    settings_json: Mapped[str] = mapped_column(Text, default="{}")
     updated_at: Mapped[float] = mapped_column(Float, default=now)
 
 

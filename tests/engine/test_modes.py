@@ -126,6 +126,29 @@ def test_inpaint_keeps_every_pixel_outside_the_mask(tiny_engine, photo, mask_fil
         assert (out[~outside] != original[~outside]).any(axis=-1).mean() > 0.5
 
 
+@pytest.mark.parametrize("mode", ["txt2img", "img2img", "variation"])
+def test_an_inpainting_model_draws_in_every_mode(tiny_engine, photo, mask_file, mode):
+    """A 9-channel UNet cannot run the plain pipelines: txt2img and img2img repaint
+    under a full mask (as A1111 does), with the same seed contract."""
+    req = mode_request(mode, photo, mask_file, count=2).model_copy(update={"model": "tiny-inpaint"})
+    first = tiny_engine.generate(req)
+    again = tiny_engine.generate(req)
+    assert [im.image.size for im in first.images] == [EXPECTED_SIZE[mode]] * 2
+    assert np.array_equal(px(first.images[0].image), px(again.images[0].image))
+    assert not np.array_equal(px(first.images[0].image), px(first.images[1].image))
+    params = parse_parameters(first.images[0].parameters)
+    assert params["Model"] == "tiny-inpaint" and params["Mode"] == mode
+
+
+def test_hires_fix_and_control_on_an_inpainting_model(tiny_engine, photo):
+    hires = tiny_engine.generate(GenerationRequest(**BASE, model="tiny-inpaint", width=64, height=64,
+                                                   hires_scale=2, hires_steps=2))
+    assert hires.images[0].image.size == (128, 128)
+    with pytest.raises(RequestError, match="tiny-inpaint is an inpainting model; structure control"):
+        tiny_engine.generate(GenerationRequest(**BASE, model="tiny-inpaint", width=64, height=64,
+                                               control={"type": "canny", "image": str(photo)}))
+
+
 def test_outpaint_keeps_the_original_in_place(tiny_engine, photo):
     result = tiny_engine.generate(GenerationRequest(mode="outpaint", prompt="a wide field", model="tiny", seed=5,
                                                     steps=3, init_image=str(photo),

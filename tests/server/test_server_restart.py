@@ -97,6 +97,27 @@ def test_redis_queue_survives_a_restart(make_server, redis_queue, tmp_path):
     assert client.get("/api/images").json()["total"] == 2
 
 
+def test_a1111_options_outlive_a_restart(make_server, tmp_path):
+    """A client that chose a model with POST /sdapi/v1/options keeps it after the
+    server restarts, as A1111 keeps its config.json."""
+    data = tmp_path / "options-data"
+    first = make_server(data)
+    client = first.client()
+    models = client.get("/sdapi/v1/sd-models").json()
+    inpaint = next(m["title"] for m in models if m["model_name"] == "tiny-inpaint")
+    assert client.post("/sdapi/v1/options", json={"sd_model_checkpoint": inpaint, "samples_format": "jpg"}).status_code == 200
+    too_big = client.post("/sdapi/v1/options", json={"junk": "x" * 300_000})
+    assert too_big.status_code == 413 and "limit is 256 KB" in too_big.text
+    first.stop()
+
+    client = make_server(data).client()
+    options = client.get("/sdapi/v1/options").json()
+    assert options["sd_model_checkpoint"] == inpaint and options["samples_format"] == "jpg"
+    made = client.post("/sdapi/v1/txt2img", json={"prompt": "a boat", "steps": 2, "width": 64, "height": 64}).json()
+    assert made["parameters"]["prompt"] == "a boat"
+    assert '"sd_model_name": "tiny-inpaint"' in made["info"]
+
+
 def test_serve_cli_with_postgresql_and_redis(tmp_path, server_models, pg_url, redis_queue):
     redis_url, name = redis_queue
     data = tmp_path / "pg-data"

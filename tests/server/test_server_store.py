@@ -124,3 +124,24 @@ def test_models_samplers_styles_and_saved_prompts(local_server):
     assert [p["name"] for p in client.get("/api/prompts").json()] == ["boats"]
     assert client.delete(f"/api/prompts/{pid}").status_code == 204
     assert client.get(f"/api/prompts/{pid}").status_code == 404
+
+
+def test_user_settings_merge_persist_and_stay_per_user(db, db_url):
+    from imagestudio.jobs.errors import PayloadTooLarge
+    from imagestudio.store.settings import MAX_SETTINGS_BYTES, get_settings, update_settings
+
+    ann, _ = accounts.add_user(db, "ann", 0)
+    bob, _ = accounts.add_user(db, "bob", 0)
+    assert get_settings(db, ann.id, "a1111") == {}
+    update_settings(db, ann.id, "a1111", {"sd_model_checkpoint": "tiny", "samples_format": "png"})
+    update_settings(db, ann.id, "a1111", {"samples_format": "jpg"}, remove=("sd_model_checkpoint",))
+    update_settings(db, bob.id, "a1111", {"sd_model_checkpoint": "other"})
+    with pytest.raises(PayloadTooLarge, match="limit is 256 KB"):
+        update_settings(db, ann.id, "a1111", {"junk": "x" * MAX_SETTINGS_BYTES})
+    fresh = Database(db_url)  # another process / a restart sees the same rows
+    try:
+        assert get_settings(fresh, ann.id, "a1111") == {"samples_format": "jpg"}  # nothing lost to the refusal
+        assert get_settings(fresh, bob.id, "a1111") == {"sd_model_checkpoint": "other"}
+        assert get_settings(fresh, ann.id, "other-api") == {}
+    finally:
+        fresh.dispose()

@@ -9,13 +9,12 @@ so waiting clients hold no threads. The other endpoints are plain `def`s
 
 A1111 settings are global; ours are per user: POST /options with
 `sd_model_checkpoint` switches the model that this user's A1111 calls use
-(kept in memory until the server restarts). /skip behaves like /interrupt,
-since a job here is one unit."""
+(stored in the database, so it outlives a restart as A1111's config.json
+does). /skip behaves like /interrupt, since a job here is one unit."""
 
 from __future__ import annotations
 
 import logging
-import threading
 from pathlib import Path
 from typing import Any, Optional
 
@@ -27,6 +26,7 @@ from ...errors import StudioError
 from ...jobs.errors import NotFound, PayloadTooLarge
 from ...jobs.service import JobService, JobView
 from ...store.accounts import Account
+from ...store.settings import get_settings, update_settings
 from ...store.metadata import read_parameters
 from ..compat import a1111_models as a1111
 from ..compat.images import b64_to_bytes, open_image, text_chunks
@@ -38,7 +38,6 @@ log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["AUTOMATIC1111 API"])
 
-_options_lock = threading.Lock()
 
 
 # --- helpers -----------------------------------------------------------------
@@ -51,14 +50,15 @@ def _error(err: Exception) -> JSONResponse:
     return JSONResponse(a1111.error_body(RuntimeError("internal error; see the server log"), 500), status_code=500)
 
 
-def _user_options(request: Request, user: Account) -> dict[str, Any]:
+_SCOPE = "a1111"
+
+
+def _user_options(service: JobService, user: Account) -> dict[str, Any]:
     """This user's A1111 settings (only sd_model_checkpoint changes what we draw)."""
-    with _options_lock:
-        store = request.app.state.__dict__.setdefault("a1111_options", {})
-        return store.setdefault(user.id, {})
+    return get_settings(service.db, user.id, _SCOPE)
 
 
-def _current_model(service: JobService, options: dict[str, Any]):
+def _current_model(service: JobService, user: Account, options: dict[str, Any]):
     """The catalog model A1111 calls use: the one chosen with POST /options, or
     the default one (also when the chosen one has since been removed)."""
     chosen = options.get("sd_model_checkpoint")
@@ -66,12 +66,12 @@ def _current_model(service: JobService, options: dict[str, Any]):
         try:
             return service.catalog.get(chosen)
         except StudioError:
-            options.pop("sd_model_checkpoint", None)
+            update_settings(service.db, user.id, _SCOPE, {}, remove=("sd_model_checkpoint",))
     return service.catalog.get(None)
 
 
 async def _generate(request: Request, service: JobService, user: Account, payload: a1111.Txt2ImgPayload):
-    options = _user_options(request, user)
+    options = await run_in_threadpool(_user_options, service, user)
     img2img = isinstance(payload, a1111.Img2ImgPayload)
     translate = a1111.img2img_request if img2img else a1111.txt2img_request
     translated = await run_in_threadpool(translate, payload, default_model=options.get("sd_model_checkpoint"))
@@ -202,11 +202,10 @@ def scripts(user: Account = Depends(get_current_user)):
 
 
 @router.get("/options")
-def get_options(request: Request, service: JobService = Depends(get_service),
-                user: Account = Depends(get_current_user)):
-    options = _user_options(request, user)
+def get_options(service: JobService = Depends(get_service), user: Account = Depends(get_current_user)):
+    options = _user_options(service, user)
     try:
-        current = _current_model(service, options)
+        current = _current_model(service, user, options)
     except StudioError as err:
         return _error(err)
     stored = {k: v for k, v in options.items() if k != "sd_model_checkpoint"}
@@ -214,11 +213,10 @@ def get_options(request: Request, service: JobService = Depends(get_service),
 
 
 @router.post("/options")
-def set_options(request: Request, body: Any = Body(...), service: JobService = Depends(get_service),
+def set_options(body: Any = Body(...), service: JobService = Depends(get_service),
                 user: Account = Depends(get_current_user)):
     if not isinstance(body, dict):
         return _error(a1111.FieldError("the options body must be a JSON object"))
-    options = _user_options(request, user)
     update = dict(body)
     if "sd_model_checkpoint" in update:
         try:
@@ -226,8 +224,10 @@ def set_options(request: Request, body: Any = Body(...), service: JobService = D
         except StudioError as err:
             return _error(err)
         update["sd_model_checkpoint"] = info.name
-    with _options_lock:
-        options.update(update)
+    try:
+        update_settings(service.db, user.id, _SCOPE, update)
+    except StudioError as err:
+        return _error(err)
     return None
 
 
