@@ -123,7 +123,8 @@ def evaluate(
         generate = ev.engine_generator(model, models_dir, steps=steps, guidance=guidance)
         batch = 1
     result = ev.evaluate(generate, n_per_set=images, batch=batch, seed=seed,
-                         judge_images=judge_images, exclude=ev.training_captions(),
+                         judge_images=judge_images,
+                         exclude=ev.all_training_captions(folder or _resolve_model("embedded")),
                          keep_images=grid is not None)
     result = {"model": model, **result, "steps": steps}
     if showcase is not None:

@@ -40,6 +40,34 @@ def training_captions(cfg: TrainConfig = TrainConfig()) -> set[str]:
     return out
 
 
+def training_data_seeds(folder) -> list[tuple[int, int]]:
+    """(seed, scenes) of every data set a model folder was trained on, read from its
+    studio.json record: a continued model (`imagestudio train --init-from`) saw its own
+    cycle's scenes and those of each model it continued from."""
+    import json
+    from pathlib import Path
+
+    try:
+        record = json.loads((Path(folder) / "studio.json").read_text()).get("training") or {}
+    except (OSError, ValueError):
+        record = {}
+    out = []
+    while record:
+        if "seed" in record:
+            out.append((int(record["seed"]), int(record.get("scenes", TrainConfig.scenes))))
+        record = record.get("continued_from") or {}
+    return out or [(TrainConfig.seed, TrainConfig.scenes)]
+
+
+def all_training_captions(folder) -> set[str]:
+    """Every caption the model in `folder` was trained on, over all its training cycles:
+    the prompt sets exclude them, so no prompt is one the model saw verbatim."""
+    out: set[str] = set()
+    for seed, scenes in training_data_seeds(folder):
+        out |= training_captions(TrainConfig(seed=seed, scenes=scenes))
+    return out
+
+
 def prompt_sets(n: int, seed: int = 777, exclude: Optional[set[str]] = None) -> dict[str, list[Prompt]]:
     rng = random.Random(seed)
     exclude = exclude or set()

@@ -27,3 +27,25 @@ def test_satisfies_needs_every_requested_object():
     assert not judge.satisfies(labels, [{**want, "position": "right"}])
     assert not judge.satisfies(labels, [want, {"color": "blue", "kind": "boat", "position": "top"}])
     assert not judge.satisfies(labels, [want], background="night")
+
+
+def test_prompt_sets_leave_out_the_captions_of_every_training_cycle(tmp_path):
+    """A continued model saw its own cycle's captions and its source's: no eval prompt may
+    be one of them verbatim."""
+    import json
+
+    from imagestudio.embedded import evaluate as ev
+    from imagestudio.embedded.training import TrainConfig
+
+    record = {"finetune_steps": 2, "seed": 5, "scenes": 300,
+              "continued_from": {"unet_steps": 2, "finetune_steps": 2, "seed": 6, "scenes": 200}}
+    (tmp_path / "studio.json").write_text(json.dumps({"training": record}))
+    assert ev.training_data_seeds(tmp_path) == [(5, 300), (6, 200)]
+    seen = ev.all_training_captions(tmp_path)
+    first = ev.training_captions(TrainConfig(seed=5, scenes=300))
+    second = ev.training_captions(TrainConfig(seed=6, scenes=200))
+    assert seen == first | second and second - first  # the source's captions count too
+    sets = ev.prompt_sets(16, seed=1, exclude=seen)
+    assert not {p.text for ps in sets.values() for p in ps} & seen
+    # a folder without a record falls back to the default recipe's data
+    assert ev.training_data_seeds(tmp_path / "none") == [(TrainConfig.seed, TrainConfig.scenes)]
