@@ -12,9 +12,11 @@ requested position).
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Optional
 
 from . import judge, renderer
@@ -44,9 +46,6 @@ def training_data_seeds(folder) -> list[tuple[int, int]]:
     """(seed, scenes) of every data set a model folder was trained on, read from its
     studio.json record: a continued model (`imagestudio train --init-from`) saw its own
     cycle's scenes and those of each model it continued from."""
-    import json
-    from pathlib import Path
-
     try:
         record = json.loads((Path(folder) / "studio.json").read_text()).get("training") or {}
     except (OSError, ValueError):
@@ -63,7 +62,8 @@ def all_training_captions(folder) -> set[str]:
     """Every caption the model in `folder` was trained on, over all its training cycles:
     the prompt sets exclude them, so no prompt is one the model saw verbatim."""
     out: set[str] = set()
-    for seed, scenes in training_data_seeds(folder):
+    # a cycle may reuse its source's scenes (same seed): render each data set's captions once
+    for seed, scenes in dict.fromkeys(training_data_seeds(folder)):
         out |= training_captions(TrainConfig(seed=seed, scenes=scenes))
     return out
 
@@ -105,9 +105,6 @@ def diffusers_generator(folder, steps: int = 20, guidance: Optional[float] = Non
     pipe.set_progress_bar_config(disable=True)
     if guidance is None:
         try:
-            import json
-            from pathlib import Path
-
             guidance = json.loads((Path(folder) / "studio.json").read_text())["default_guidance"]
         except (OSError, KeyError, ValueError):
             guidance = 4.0
