@@ -57,6 +57,8 @@ class TrainConfig:
     finetune_lr: float = 3e-4
     finetune_noise_bias: float = 1.5
     max_minutes: float = 0.0  # stop the UNet loop after this long (0: run all steps)
+    # weight of the token-grounding loss in the fine-tune (grounding.py; 0: plain recipe)
+    grounding_weight: float = 0.0
 
 
 Progress = Callable[[str, int, int, dict], None]
@@ -308,6 +310,26 @@ def stage_text(work: Path, cfg: TrainConfig, progress: Progress = _noop) -> None
     progress("text", len(captions), len(captions), {})
 
 
+def stage_ground(work: Path, cfg: TrainConfig, progress: Progress = _noop) -> None:
+    """Which caption tokens name each object and which latent cells its box covers, for
+    the grounding loss (replayed from the data seed: no pixels needed)."""
+    from . import grounding
+
+    out = work / "ground.pt"
+    if out.exists() or cfg.grounding_weight <= 0:
+        return
+    scenes, captions = grounding.replay_scenes(cfg.seed, cfg.scenes)
+    stored = [str(c) for c in np.load(work / "data.npz")["captions"]]
+    if stored != captions:
+        raise RuntimeError("ground: data.npz was not drawn from this seed")
+    tok, _ = load_text_encoder()
+    spans = [grounding.object_spans(sc, c) for sc, c in zip(scenes, captions)]
+    tokens = grounding.token_masks(captions, spans, tok, MAX_TOKENS)
+    boxes = grounding.box_masks(scenes, grid=renderer.SIZE // 16)
+    torch.save({"tokens": tokens, "boxes": boxes.to(torch.uint8)}, out)
+    progress("ground", len(scenes), len(scenes), {})
+
+
 def _loss_weights(snr: torch.Tensor, gamma: float, mode: str) -> torch.Tensor:
     """Per-sample weights of the v-prediction loss.
 
@@ -343,6 +365,12 @@ def _unet_loop(work: Path, cfg: TrainConfig, unet, ema, ckpt: Path, total: int, 
     alphas = sched.alphas_cumprod
     snr_all = alphas / (1 - alphas)
 
+    ground = None
+    if weighting == "min-snr+1" and cfg.grounding_weight > 0:
+        from . import grounding
+
+        ground = torch.load(work / "ground.pt")
+        recorder = grounding.install_recorder(unet)
     opt = torch.optim.AdamW(unet.parameters(), lr=lr_max, weight_decay=0.01)
     step = 0
     if ckpt.exists():
@@ -352,7 +380,7 @@ def _unet_loop(work: Path, cfg: TrainConfig, unet, ema, ckpt: Path, total: int, 
     gen = torch.Generator().manual_seed(seed + step)
     t_start = time.time()
     last = time.time()
-    ema_loss = None
+    ema_loss = ema_g = None
     ema_params = list(ema.parameters())
     params = list(unet.parameters())
     n_t = sched.config.num_train_timesteps
@@ -373,11 +401,20 @@ def _unet_loop(work: Path, cfg: TrainConfig, unet, ema, ckpt: Path, total: int, 
             t = biased_timesteps(cfg.unet_batch, n_t, noise_bias, gen)
         xt = sched.add_noise(x0, noise, t)
         target = sched.get_velocity(x0, noise, t)
+        if ground is not None:
+            recorder.maps.clear()
         pred = unet(xt, t, cond).sample
         w = _loss_weights(snr_all[t], cfg.min_snr, weighting)
         loss = (w * ((pred - target) ** 2).mean(dim=(1, 2, 3))).mean()
+        g_loss = None
+        if ground is not None:
+            g_loss = grounding.grounding_loss(recorder.maps, ground["tokens"][idx],
+                                              ground["boxes"][idx].float(), ~drop)
+            loss_total = loss + cfg.grounding_weight * g_loss
+        else:
+            loss_total = loss
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss_total.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         step += 1
@@ -385,10 +422,14 @@ def _unet_loop(work: Path, cfg: TrainConfig, unet, ema, ckpt: Path, total: int, 
         with torch.no_grad():
             torch._foreach_lerp_(ema_params, [p.detach() for p in params], 1 - decay)
         ema_loss = loss.item() if ema_loss is None else 0.98 * ema_loss + 0.02 * loss.item()
-        if step % 20 == 0:
-            _log(work, log_name, {"step": step, "loss": round(ema_loss, 5), "lr": round(lr, 7),
-                                  "time": round(time.time(), 1)})
-        progress(log_name, step, total, {"loss": ema_loss})
+        if g_loss is not None:
+            ema_g = g_loss.item() if ema_g is None else 0.98 * ema_g + 0.02 * g_loss.item()
+        if step % 20 == 0 or step == total:  # the last row: short runs log too
+            row = {"step": step, "loss": round(ema_loss, 5), "lr": round(lr, 7), "time": round(time.time(), 1)}
+            if ema_g is not None:
+                row["grounding"] = round(ema_g, 5)
+            _log(work, log_name, row)
+        progress(log_name, step, total, {"loss": ema_loss} if ema_g is None else {"loss": ema_loss, "ground": ema_g})
         out_of_time = cfg.max_minutes and (time.time() - t_start) / 60 > cfg.max_minutes
         if time.time() - last > cfg.checkpoint_seconds or step == total or out_of_time:
             _save_ckpt(ckpt, {"model": unet.state_dict(), "ema": ema.state_dict(),
@@ -522,11 +563,12 @@ def export(work: Path, dest: Path, cfg: TrainConfig, studio: Optional[dict] = No
 
 
 def run_all(work: Path, dest: Path, cfg: TrainConfig, progress: Progress = _noop,
-            stages: tuple[str, ...] = ("data", "vae", "latents", "decoder", "text", "unet", "finetune", "export")) -> None:
+            stages: tuple[str, ...] = ("data", "vae", "latents", "decoder", "text", "ground", "unet", "finetune",
+                                       "export")) -> None:
     work.mkdir(parents=True, exist_ok=True)
     (work / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
     fns = {"data": stage_data, "vae": stage_vae, "latents": stage_latents, "decoder": stage_decoder,
-           "text": stage_text, "unet": stage_unet, "finetune": stage_finetune}
+           "text": stage_text, "ground": stage_ground, "unet": stage_unet, "finetune": stage_finetune}
     for name in stages:
         if name == "export":
             export(work, dest, cfg)

@@ -2,6 +2,7 @@
 offline through the ordinary StableDiffusionPipeline, the fine-tune starts from the base
 UNet and resumes from its checkpoint."""
 
+import dataclasses
 import json
 
 import pytest
@@ -86,7 +87,11 @@ def test_continuing_an_exported_model_fine_tunes_it_and_keeps_its_record(tiny_ru
     _, first, cfg, _ = tiny_run
     work, second = tmp_path / "work", tmp_path / "second"
     T.init_from(work, first)
-    T.run_all(work, second, cfg, stages=("data", "latents", "text", "finetune", "export"))
+    # the continued cycle also grounds each object's words in its box (grounding.py)
+    cfg = dataclasses.replace(cfg, grounding_weight=0.1)
+    T.run_all(work, second, cfg, stages=("data", "latents", "text", "ground", "finetune", "export"))
+    rows = [json.loads(line) for line in (work / "finetune_loss.log").read_text().splitlines()]
+    assert rows and all(0 <= r["grounding"] <= 1 for r in rows)
     start = UNet2DConditionModel.from_pretrained(first / "unet").state_dict()["conv_in.weight"].float()
     ft = torch.load(work / "finetune.ckpt", weights_only=False)["ema"]["conv_in.weight"]
     assert not torch.equal(ft, start) and (ft - start).abs().max() < 0.05  # trained on from it

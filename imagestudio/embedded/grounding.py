@@ -1,0 +1,161 @@
+"""Token grounding for the embedded model's UNet: a training loss that teaches each
+object's words to attend to that object's place.
+
+With two objects the shipped UNet drew both places but mixed their colours and kinds
+(attribute binding): its cross-attention spread "red" and "circle" over the whole
+picture. The renderer knows where every object is and which caption words name it, so
+the fine-tune can supervise the cross-attention maps directly (the idea of TokenCompose,
+Wang et al. 2024): for each object, the attention its colour and kind tokens receive
+should fall inside its box. Only training uses this; the exported UNet is a plain
+UNet2DConditionModel.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from typing import Optional
+
+import torch
+
+from . import renderer
+
+MAX_OBJECTS = 3
+
+
+def object_spans(scene: renderer.Scene, caption: str) -> list[Optional[tuple[int, int]]]:
+    """Character span of each object's "<colour> <kind words>" in its caption.
+
+    `renderer.caption` writes the objects' phrases in scene order and each noun as
+    "[size] colour kind", so a left-to-right scan finds them without ambiguity even when
+    two objects share a colour. None where a phrase is not found (never for the
+    renderer's captions; kept so that a wording change degrades to no supervision)."""
+    out: list[Optional[tuple[int, int]]] = []
+    cursor = 0
+    for obj in scene.objects:
+        # a whole word: "centered" holds "red "
+        found = re.compile(rf"\b{obj.color} ").search(caption, cursor)
+        if found is None:
+            out.append(None)
+            continue
+        start, after = found.start(), found.end()
+        kinds = sorted(renderer.KIND_WORDS[obj.kind], key=len, reverse=True)
+        word = next((k for k in kinds if caption.startswith(k, after)), None)
+        if word is None:
+            out.append(None)
+            continue
+        out.append((start, after + len(word)))
+        cursor = after + len(word)
+    return out
+
+
+def token_masks(captions: list[str], spans: list[list[Optional[tuple[int, int]]]], tokenizer,
+                max_tokens: int) -> torch.Tensor:
+    """bool [N, MAX_OBJECTS, max_tokens]: the caption tokens of each object's span, with
+    the same tokenization (and so the same positions) as the caption embeddings."""
+    enc = tokenizer(captions, padding="max_length", max_length=max_tokens, truncation=True,
+                    return_offsets_mapping=True)
+    out = torch.zeros(len(captions), MAX_OBJECTS, max_tokens, dtype=torch.bool)
+    for i, (offsets, obj_spans) in enumerate(zip(enc["offset_mapping"], spans)):
+        for j, span in enumerate(obj_spans[:MAX_OBJECTS]):
+            if span is None:
+                continue
+            for t, (a, b) in enumerate(offsets):
+                if b > a and a >= span[0] and b <= span[1]:
+                    out[i, j, t] = True
+    return out
+
+
+def object_box(obj: renderer.SceneObject, margin: int = 2) -> tuple[int, int, int, int]:
+    """The object's box in 128-pixel image coordinates (x0, y0, x1, y1)."""
+    cx, cy = renderer.POSITIONS[obj.position]
+    cx, cy = cx + obj.dx, cy + obj.dy
+    h = obj.size // 2 + margin
+    return (max(cx - h, 0), max(cy - h, 0), min(cx + h, renderer.SIZE), min(cy + h, renderer.SIZE))
+
+
+def box_masks(scenes: list[renderer.Scene], grid: int = 8) -> torch.Tensor:
+    """float [N, MAX_OBJECTS, grid, grid]: 1 on the cells an object's box covers for at
+    least a quarter of the cell."""
+    cell = renderer.SIZE / grid
+    out = torch.zeros(len(scenes), MAX_OBJECTS, grid, grid)
+    for i, sc in enumerate(scenes):
+        for j, obj in enumerate(sc.objects[:MAX_OBJECTS]):
+            x0, y0, x1, y1 = object_box(obj)
+            for gy in range(grid):
+                oy = max(0.0, min(y1, (gy + 1) * cell) - max(y0, gy * cell))
+                for gx in range(grid):
+                    ox = max(0.0, min(x1, (gx + 1) * cell) - max(x0, gx * cell))
+                    if ox * oy >= 0.25 * cell * cell:
+                        out[i, j, gy, gx] = 1.0
+    return out
+
+
+def replay_scenes(seed: int, n: int) -> tuple[list[renderer.Scene], list[str]]:
+    """The scenes and captions `training.stage_data` drew from this seed (rendering does
+    not touch the rng, so no pixels are needed)."""
+    rng = random.Random(seed)
+    scenes, captions = [], []
+    for _ in range(n):
+        sc = renderer.random_scene(rng)
+        scenes.append(sc)
+        captions.append(renderer.caption(sc, rng))
+    return scenes, captions
+
+
+class AttentionRecorder:
+    """Cross-attention processor that keeps each call's attention map (mean over heads).
+
+    Computes attention the way diffusers' AttnProcessor does, so the UNet's output is
+    unchanged; it only runs while training."""
+
+    def __init__(self):
+        self.maps: list[torch.Tensor] = []
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None,
+                 temb=None, **kwargs):
+        if hidden_states.ndim != 3 or encoder_hidden_states is None or attention_mask is not None:
+            raise ValueError("AttentionRecorder handles the UNet's text cross-attention only")
+        b = hidden_states.shape[0]
+        query = attn.head_to_batch_dim(attn.to_q(hidden_states))
+        key = attn.head_to_batch_dim(attn.to_k(encoder_hidden_states))
+        value = attn.head_to_batch_dim(attn.to_v(encoder_hidden_states))
+        probs = attn.get_attention_scores(query, key, None)
+        out = attn.batch_to_head_dim(torch.bmm(probs, value))
+        out = attn.to_out[1](attn.to_out[0](out))
+        self.maps.append(probs.view(b, attn.heads, *probs.shape[1:]).mean(1))
+        return out / attn.rescale_output_factor
+
+
+def install_recorder(unet) -> AttentionRecorder:
+    """Record every text cross-attention (attn2) of the UNet; self-attention keeps its
+    processor."""
+    rec = AttentionRecorder()
+    procs = {name: (rec if name.endswith("attn2.processor") else proc)
+             for name, proc in unet.attn_processors.items()}
+    unet.set_attn_processor(procs)
+    return rec
+
+
+def grounding_loss(maps: list[torch.Tensor], tokens: torch.Tensor, boxes: torch.Tensor,
+                   active: torch.Tensor) -> torch.Tensor:
+    """Mean over recorded layers and objects of (1 - share of the object's token attention
+    that falls inside its box)^2.
+
+    maps: [B, HW, T] per layer; tokens: bool [B, K, T]; boxes: [B, K, G, G] at the finest
+    grid; active: bool [B] (captions dropped for guidance have no words to ground)."""
+    tok = tokens.float()
+    has = tok.any(-1) & active[:, None]  # [B, K]
+    if not has.any():
+        return maps[0].sum() * 0.0
+    losses = []
+    g = boxes.shape[-1]
+    for m in maps:
+        side = int(round(m.shape[1] ** 0.5))
+        bx = boxes if side == g else torch.nn.functional.adaptive_max_pool2d(boxes, side)
+        bx = bx.flatten(2)  # [B, K, HW]
+        # attention each object's tokens receive at every place: [B, K, HW]
+        a = torch.einsum("bpt,bkt->bkp", m, tok)
+        share = (a * bx).sum(-1) / a.sum(-1).clamp_min(1e-8)
+        losses.append(((1 - share) ** 2)[has].mean())
+    return torch.stack(losses).mean()

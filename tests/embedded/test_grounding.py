@@ -1,0 +1,85 @@
+"""The token-grounding loss of the fine-tune: it must find each object's words in the
+renderer's captions, cover the object's place, leave the UNet's output unchanged while it
+records attention, and score attention inside the box better than attention elsewhere."""
+
+import torch
+
+from imagestudio.embedded import grounding as G
+from imagestudio.embedded import renderer
+from imagestudio.embedded.training import MAX_TOKENS, load_text_encoder
+
+
+def test_every_object_of_the_renderers_captions_is_found_in_order():
+    scenes, captions = G.replay_scenes(5, 3000)
+    for sc, cap in zip(scenes, captions):
+        spans = G.object_spans(sc, cap)
+        assert None not in spans, cap
+        starts = [a for a, _ in spans]
+        assert starts == sorted(starts)
+        for obj, (a, b) in zip(sc.objects, spans):
+            words = cap[a:b].split(" ", 1)
+            assert words[0] == obj.color and words[1] in renderer.KIND_WORDS[obj.kind], cap
+
+
+def test_a_colour_inside_another_word_is_not_taken_for_the_object():
+    sc = renderer.Scene([renderer.SceneObject("orange", "star", "center", 34),
+                         renderer.SceneObject("red", "boat", "left", 34)], "sea", "flat")
+    cap = "orange five-pointed star centered and red sailing boat to the left, by the sea"
+    spans = G.object_spans(sc, cap)
+    assert [cap[a:b] for a, b in spans] == ["orange five-pointed star", "red sailing boat"]
+
+
+def test_token_masks_pick_the_colour_and_kind_tokens_of_each_object():
+    tok, _ = load_text_encoder()
+    sc = renderer.Scene([renderer.SceneObject("red", "circle", "left", 34),
+                         renderer.SceneObject("blue", "house", "right", 34)], "white", "flat")
+    cap = "a red circle on the left and a blue cottage on the right"
+    masks = G.token_masks([cap], [G.object_spans(sc, cap)], tok, MAX_TOKENS)
+    ids = tok(cap, padding="max_length", max_length=MAX_TOKENS, truncation=True).input_ids
+    words = [[tok.convert_ids_to_tokens(ids[t]) for t in range(MAX_TOKENS) if masks[0, k, t]] for k in range(3)]
+    assert words == [["red", "circle"], ["blue", "cottage"], []]
+
+
+def test_box_masks_cover_the_object_and_only_its_side():
+    sc = renderer.Scene([renderer.SceneObject("red", "circle", "left", 36),
+                         renderer.SceneObject("blue", "square", "right", 36)], "white", "flat")
+    boxes = G.box_masks([sc], grid=8)[0]
+    assert boxes[0, 3:5, 1:3].eq(1).all() and boxes[0, :, 5:].eq(0).all()
+    assert boxes[1, 3:5, 5:7].eq(1).all() and boxes[1, :, :3].eq(0).all()
+    assert boxes[2].sum() == 0  # no third object
+
+
+def test_recording_attention_leaves_the_unets_output_unchanged():
+    from diffusers import UNet2DConditionModel
+
+    from imagestudio.embedded.training import unet_config
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(**unet_config()).eval()
+    x, t, text = torch.randn(2, 4, 32, 32), torch.tensor([10, 900]), torch.randn(2, MAX_TOKENS, 384)
+    with torch.no_grad():
+        before = unet(x, t, text).sample
+        rec = G.install_recorder(unet)
+        after = unet(x, t, text).sample
+    assert torch.allclose(before, after, atol=1e-5)
+    # one map per text cross-attention: 8x8 and 4x4 places over the 77 tokens
+    assert sorted({m.shape[1] for m in rec.maps}) == [16, 64]
+    assert all(m.shape[-1] == MAX_TOKENS and torch.allclose(m.sum(-1), torch.ones(())) for m in rec.maps)
+
+
+def test_the_loss_is_zero_inside_the_box_and_high_outside_it():
+    boxes = torch.zeros(1, 3, 8, 8)
+    boxes[0, 0, 2:5, 0:3] = 1
+    tokens = torch.zeros(1, 3, MAX_TOKENS, dtype=torch.bool)
+    tokens[0, 0, 2:4] = True
+    inside = torch.full((1, 64, MAX_TOKENS), 1e-9)
+    inside.view(1, 8, 8, MAX_TOKENS)[0, 2:5, 0:3, 2:4] = 1.0
+    outside = torch.full((1, 64, MAX_TOKENS), 1e-9)
+    outside.view(1, 8, 8, MAX_TOKENS)[0, 2:5, 5:8, 2:4] = 1.0
+    on = torch.ones(1, dtype=torch.bool)
+    assert G.grounding_loss([inside], tokens, boxes, on) < 1e-6
+    assert G.grounding_loss([outside], tokens, boxes, on) > 0.99
+    # a 4x4 layer is scored against the box pooled to 4x4
+    assert G.grounding_loss([inside.view(1, 8, 8, -1)[:, ::2, ::2].reshape(1, 16, -1)], tokens, boxes, on) < 1e-6
+    # a caption dropped for guidance has nothing to ground
+    assert G.grounding_loss([outside], tokens, boxes, ~on) == 0
