@@ -81,6 +81,11 @@ def generate(
     control_model: Optional[str] = typer.Option(None, "--control-model", help="ControlNet name in models/ControlNet."),
     keep: Optional[Path] = typer.Option(None, "--keep", help="img2img: mask whose white pixels stay exactly as they are."),
     keep_faces: bool = typer.Option(False, "--keep-faces", help="img2img: keep detected faces unchanged."),
+    region: list[str] = typer.Option([], "--region", help="AREA=PROMPT: a part of the picture with a prompt of its "
+                                     "own, e.g. 'left=a red circle' (areas: left, right, top, bottom, center, "
+                                     "top-left, ..., left-half, ... or x0,y0,x1,y1 fractions). Repeatable."),
+    auto_regions: Optional[bool] = typer.Option(None, "--auto-regions/--no-auto-regions", help="Read regions "
+                                                "from the prompt's place words (default: the model's setting)."),
     from_image: Optional[Path] = typer.Option(None, "--from", help="Re-run the exact settings stored in a studio PNG."),
     out_dir: Path = typer.Option(Path("outputs"), "--out", "-o", help="Where to write the PNGs."),
 ) -> None:
@@ -107,6 +112,7 @@ def generate(
                 keep_mask=str(keep) if keep else None, keep_faces=keep_faces,
                 hires_scale=hires_scale, hires_strength=hires_strength, hires_steps=hires_steps, upscaler=upscaler,
                 control=_control(control, control_image, control_weight, control_start, control_end, control_model),
+                regions=[_region(text) for text in region], auto_regions=auto_regions,
             )
         engine = make_engine(models)
         request = engine.prepare(request)
@@ -130,6 +136,20 @@ def generate(
         if img.drift:
             kept = f", kept regions {img.drift['kept_ssim']:.3f}" if img.drift["kept_ssim"] is not None else ""
             console.print(f"  drift: SSIM {img.drift['ssim']:.3f} overall{kept}", highlight=False)
+
+
+def _region(text: str) -> dict:
+    """`left=a red circle` or `0,0,0.5,1=a red circle` -> a Region's fields."""
+    area, sep, prompt = text.partition("=")
+    if not sep or not prompt.strip():
+        raise ValueError(f"--region expects AREA=PROMPT, e.g. 'left=a red circle', got {text!r}")
+    area = area.strip()
+    if "," in area:
+        try:
+            return {"area": [float(v) for v in area.split(",")], "prompt": prompt}
+        except ValueError:
+            raise ValueError(f"a region box is four fractions x0,y0,x1,y1, got {area!r}") from None
+    return {"area": area, "prompt": prompt}
 
 
 def _control(kind, image, weight, start, end, model):

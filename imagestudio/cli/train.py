@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-STAGES = ("data", "vae", "latents", "decoder", "text", "unet", "finetune", "export")
+STAGES = ("data", "vae", "latents", "decoder", "text", "ground", "unet", "finetune", "export")
 
 
 def _default_work() -> Path:
@@ -41,6 +41,9 @@ def train(
                                        "UNet (weight 1 at high noise, more high-noise steps); 0 skips."),
     finetune_lr: float = typer.Option(3e-4, help="Fine-tune peak learning rate (cosine to a fifth "
                                       "of it); lower it to continue an already fine-tuned model."),
+    grounding_weight: float = typer.Option(0.0, "--grounding-weight", help="Weight of the token-"
+                                           "grounding loss in the fine-tune (each object's words attend "
+                                           "to its box); 0: the plain recipe."),
     max_minutes: float = typer.Option(0.0, help="Stop the UNet stage after this many minutes "
                                       "(checkpointed; rerun to continue). 0: no limit."),
     stages: str = typer.Option(",".join(STAGES), help="Comma-separated stages to run."),
@@ -63,7 +66,8 @@ def train(
     out = out or WEIGHTS_DIR
     cfg = TrainConfig(seed=seed, scenes=scenes, vae_steps=vae_steps, vae_full_steps=vae_full_steps,
                       unet_steps=unet_steps, unet_batch=unet_batch, finetune_steps=finetune_steps,
-                      finetune_lr=finetune_lr, max_minutes=max_minutes)
+                      finetune_lr=finetune_lr, max_minutes=max_minutes,
+                      grounding_weight=grounding_weight)
     chosen = tuple(s.strip() for s in stages.split(",") if s.strip())
     bad = [s for s in chosen if s not in STAGES]
     if bad:
@@ -115,9 +119,13 @@ def evaluate(
     from ..embedded import evaluate as ev
 
     _set_threads(threads)
+    studio = None
     if model == "embedded" or Path(model).is_dir():
         folder = _resolve_model(model)
         generate = ev.diffusers_generator(folder, steps=steps, guidance=guidance)
+        if model == "embedded":
+            # the two-object set once more as users get it: the engine, regions from the prompt
+            studio = ev.engine_generator(model, models_dir, steps=steps, guidance=guidance, auto_regions=True)
     else:
         folder = None
         generate = ev.engine_generator(model, models_dir, steps=steps, guidance=guidance)
@@ -125,7 +133,7 @@ def evaluate(
     result = ev.evaluate(generate, n_per_set=images, batch=batch, seed=seed,
                          judge_images=judge_images,
                          exclude=ev.all_training_captions(folder or _resolve_model("embedded")),
-                         keep_images=grid is not None)
+                         keep_images=grid is not None, studio=studio)
     result = {"model": model, **result, "steps": steps}
     if showcase is not None:
         showcase.parent.mkdir(parents=True, exist_ok=True)

@@ -121,11 +121,15 @@ def diffusers_generator(folder, steps: int = 20, guidance: Optional[float] = Non
 
 def evaluate(generate: Generate, n_per_set: int = 32, batch: int = 8, seed: int = 777,
              judge_images: int = 400, exclude: Optional[set[str]] = None,
-             progress: Optional[Callable[[int, int], None]] = None, keep_images: bool = False) -> dict:
+             progress: Optional[Callable[[int, int], None]] = None, keep_images: bool = False,
+             studio: Optional[Generate] = None) -> dict:
+    """Adherence per prompt set. `studio` generates the two-object set once more the way
+    the studio does it for users (its engine, with regions read from the prompt): that
+    score is `adherence_two_studio`, beside the plain pipeline's `adherence_two`."""
     t0 = time.time()
     sets = prompt_sets(n_per_set, seed, exclude)
     result: dict = {}
-    total = sum(len(v) for v in sets.values())
+    total = sum(len(v) for v in sets.values()) + (len(sets["two"]) if studio else 0)
     done = 0
     images_out = {}
     gen_seconds = 0.0
@@ -146,6 +150,17 @@ def evaluate(generate: Generate, n_per_set: int = 32, batch: int = 8, seed: int 
         result[f"adherence_{name}"] = round(ok / len(prompts), 4)
         if keep_images:
             images_out[name] = list(zip(prompts, imgs))
+    if studio is not None:
+        ok = 0
+        for p in sets["two"]:
+            tg = time.time()
+            image = studio([p.text], [p.seed])[0]
+            gen_seconds += time.time() - tg
+            ok += judge.satisfies(judge.analyze(image), p.objects)
+            done += 1
+            if progress:
+                progress(done, total)
+        result["adherence_two_studio"] = round(ok / len(sets["two"]), 4)
     acc = judge.judge_accuracy(judge_images)
     result["judge_accuracy"] = round(acc["objects"], 4)
     result["judge_background_accuracy"] = round(acc["background"], 4)
@@ -242,8 +257,10 @@ def engine_inpainter(model: str = "embedded", models_dir=None, steps: int = 20,
     return inpaint
 
 
-def engine_generator(model: str, models_dir=None, steps: int = 20, guidance: Optional[float] = None) -> Generate:
-    """Generate through the studio's engine (catalog model by name, its own defaults)."""
+def engine_generator(model: str, models_dir=None, steps: int = 20, guidance: Optional[float] = None,
+                     auto_regions: Optional[bool] = None) -> Generate:
+    """Generate through the studio's engine (catalog model by name, its own defaults;
+    `auto_regions` None: the model's own setting)."""
     from ..engine.catalog import Catalog
     from ..engine.core import Engine
     from ..request import GenerationRequest
@@ -255,7 +272,7 @@ def engine_generator(model: str, models_dir=None, steps: int = 20, guidance: Opt
         out = []
         for prompt, seed in zip(prompts, seeds):
             req = GenerationRequest(prompt=prompt, model=model, seed=seed % 2**32, count=1, steps=steps,
-                                    guidance=guidance)
+                                    guidance=guidance, auto_regions=auto_regions)
             out.append(engine.generate(req).images[0].image)
         return out
 

@@ -18,6 +18,9 @@ def studio_entry() -> dict:
         "default_steps": 20,
         "default_guidance": 4.0,
         "default_sampler": "DPM++ 2M",
+        # two objects in two places: drawn with a region each (engine.regions); the model
+        # alone mixes their colours and kinds up
+        "auto_regions": True,
         "can_draw": {
             "colors": list(renderer.COLORS),
             "objects": list(renderer.KINDS),

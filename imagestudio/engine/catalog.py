@@ -54,6 +54,8 @@ class ModelInfo:
     #: single-file models: the diffusers config folder used to build them
     config: Optional[str] = None
     can_draw: dict = field(default_factory=dict)
+    #: read regions from place words in prompts by default (request.auto_regions None)
+    auto_regions: bool = False
 
     @property
     def min_side(self) -> int:
@@ -171,6 +173,7 @@ def _embedded_info(folder: str, key: tuple) -> ModelInfo:
         default_sampler=card.get("default_sampler", "DPM++ 2M"),
         cost=BASE_COST["embedded"],
         can_draw=card.get("can_draw", {}),
+        auto_regions=bool(card.get("auto_regions", False)),
     )
 
 
@@ -305,6 +308,7 @@ def _info(name, arch, native, source, path, inpainting, card) -> ModelInfo:
         default_sampler=card.get("default_sampler", "Euler a"),
         cost=int(card.get("cost", BASE_COST.get(arch, 2))),
         inpainting=inpainting,
+        auto_regions=bool(card.get("auto_regions", False)),
     )
 
 

@@ -15,6 +15,7 @@ from typing import Optional
 
 from .. import __version__
 from ..errors import Cancelled, RequestError
+from ..prompts.regions import describe as describe_regions
 from ..request import GenerationRequest, Mode, load_image, size_for_aspect
 from ..store.metadata import format_parameters, parse_parameters, read_parameters
 from . import images as px
@@ -55,6 +56,8 @@ class Engine:
         update["sampler"] = canonical_sampler(request.sampler or info.default_sampler)
         update["steps"] = request.steps or info.default_steps
         update["guidance"] = info.default_guidance if request.guidance is None else request.guidance
+        if request.auto_regions is None:
+            update["auto_regions"] = info.auto_regions and not request.regions
         if request.style and request.style.lower() != "none":
             from ..prompts import get_style
 
@@ -173,6 +176,7 @@ class _Run:
         self.control_image = None  # the preprocessed control image
         self.encode_prompt: Optional[str] = None  # the prompt without <lora:...> tags
         self.loras: list[tuple[str, float]] = []
+        self.regions: list = []  # request.Region, styled, or read from the prompt
 
     # prompt ---------------------------------------------------------------
 
@@ -187,6 +191,40 @@ class _Run:
             prompt = enhance_prompt(prompt)
         styled = apply_style(self.req.style, prompt, self.req.negative_prompt)
         self.prompt, self.negative, self.style = styled.prompt, styled.negative, styled.style
+        self._resolve_regions()
+
+    def _resolve_regions(self) -> None:
+        from ..prompts import apply_style
+        from ..prompts.regions import auto_regions
+
+        if self.req.regions:
+            # each region gets the request's style words, as the whole prompt did
+            self.regions = [r.model_copy(update={"prompt": apply_style(self.style, r.prompt, "").prompt})
+                            for r in self.req.regions]
+        elif self.req.auto_regions and self.req.mode is not Mode.outpaint:
+            self.regions = auto_regions(self.prompt)
+
+    def _regional_attention(self, pipe):
+        """The cross-attention processor that draws the regions (None without regions)."""
+        if not self.regions:
+            return None
+        from ..prompts import encode_prompts, encode_prompts_sdxl
+        from .lora import extract_loras
+        from .regions import RegionalAttention
+
+        def embed(text: str):
+            text = extract_loras(text)[0]
+            if self.info.architecture == "sdxl":
+                return encode_prompts_sdxl(pipe, text, "", device=pipe.device)[0]
+            return encode_prompts(pipe, text, "", device=pipe.device)[0]
+
+        embeddings = [embed(region.prompt) for region in self.regions]
+        req = self.req
+        width, height = req.width, req.height
+        if req.mode is Mode.outpaint:
+            o = req.outpaint
+            width, height = width + o.left + o.right, height + o.top + o.bottom
+        return RegionalAttention(embeddings, [r.box for r in self.regions], width / height, req.count)
 
     def _prompt_kwargs(self, pipe) -> dict:
         """Weighted, chunked embeddings (A1111 syntax, no 77-token cut)."""
@@ -242,10 +280,13 @@ class _Run:
             mode = Mode.img2img if self.req.init_image else Mode.txt2img
         run = {Mode.txt2img: self.txt2img, Mode.img2img: self.img2img,
                Mode.inpaint: self.inpaint, Mode.outpaint: self.outpaint}[mode]
-        # LoRAs go into the shared UNet/text encoder for this call only.
-        base = self.engine.cache.get(self.info, "txt2img") if self.loras else None
-        with applied(base, self.loras, self.engine.catalog.models_dir):
-            return run()
+        from .regions import regional
+
+        # LoRAs and regions go into the shared UNet/text encoder for this call only.
+        base = self.engine.cache.get(self.info, "txt2img") if (self.loras or self.regions) else None
+        with applied(base if self.loras else None, self.loras, self.engine.catalog.models_dir):
+            with regional(base.unet if base is not None else None, self._regional_attention(base)):
+                return run()
 
     def txt2img(self) -> list:
         images = self._txt2img_pass()
@@ -399,6 +440,7 @@ class _Run:
             "ControlNet 0": self._control_text(),
             "Keep mask": "yes" if req.keep_mask else None,
             "Keep faces": "yes" if req.keep_faces else None,
+            "Regions": describe_regions(self.regions) if self.regions else None,
             **(self.drifts[index].fields() if index < len(self.drifts) else {}),
             "Mode": req.mode.value,
             "Version": f"imagestudio {__version__}",

@@ -14,8 +14,10 @@ def test_eval_json_smoke():
     data = json.loads(result.stdout.strip().splitlines()[-1])
     for key in ("adherence_single", "adherence_two", "adherence_paraphrase", "judge_accuracy", "images", "seconds"):
         assert key in data
-    assert data["images"] == 3
+    # one prompt per set, and the two-object prompt once more through the studio's engine
+    assert data["images"] == 4
     assert 0 <= data["adherence_single"] <= 1 and 0 <= data["judge_accuracy"] <= 1
+    assert 0 <= data["adherence_two_studio"] <= 1
 
 
 def test_train_help_lists_the_stages():
@@ -24,6 +26,7 @@ def test_train_help_lists_the_stages():
     assert "--max-minutes" in result.output and "--stages" in result.output
     assert "--finetune-steps" in result.output and "finetune" in result.output
     assert "--finetune-lr" in result.output and "--init-from" in result.output
+    assert "--grounding-weight" in result.output and "ground" in result.output
 
 
 def test_train_init_from_a_folder_that_is_no_model_is_refused(tmp_path):

@@ -32,6 +32,8 @@ BAD_JSON_REQUESTS = [
     ({"prompt": "a cat", **TINY, "style": "Ultra mega"}, 400, "style"),
     ({"prompt": "", **TINY}, 422, "prompt is empty"),
     ({"prompt": "a cat", **TINY, "colour": "red"}, 422, "colour"),
+    ({"prompt": "a cat", **TINY, "regions": [{"area": "upstairs", "prompt": "a dog"}]}, 422, "unknown area"),
+    ({"prompt": "a cat", **TINY, "regions": [{"area": [0, 0, 1.5, 1], "prompt": "a dog"}]}, 422, "region box"),
     ({"prompt": "a cat", "mode": "img2img", "init_image": "bm90IGFuIGltYWdl" * 8, **TINY}, 400, "could not be read"),
     ({"prompt": "a cat", "mode": "img2img", "init_image": base64.b64encode(BOMB).decode(), **TINY}, 400, "pixels"),
     ({"prompt": "a cat", "mode": "img2img", "init_image": "/etc/passwd", **TINY}, 400, "file paths"),
