@@ -208,17 +208,10 @@ class _Run:
         """The cross-attention processor that draws the regions (None without regions)."""
         if not self.regions:
             return None
-        from ..prompts import encode_prompts, encode_prompts_sdxl
         from .lora import extract_loras
         from .regions import RegionalAttention
 
-        def embed(text: str):
-            text = extract_loras(text)[0]
-            if self.info.architecture == "sdxl":
-                return encode_prompts_sdxl(pipe, text, "", device=pipe.device)[0]
-            return encode_prompts(pipe, text, "", device=pipe.device)[0]
-
-        embeddings = [embed(region.prompt) for region in self.regions]
+        embeddings = [self._encode(pipe, extract_loras(region.prompt)[0], "")[0] for region in self.regions]
         req = self.req
         width, height = req.width, req.height
         if req.mode is Mode.outpaint:
@@ -226,18 +219,23 @@ class _Run:
             width, height = width + o.left + o.right, height + o.top + o.bottom
         return RegionalAttention(embeddings, [r.box for r in self.regions], width / height, req.count)
 
-    def _prompt_kwargs(self, pipe) -> dict:
-        """Weighted, chunked embeddings (A1111 syntax, no 77-token cut)."""
+    def _encode(self, pipe, prompt: str, negative: str) -> tuple:
+        """(positive, negative[, pooled, negative pooled]) embeddings for this model's architecture."""
         from ..prompts import encode_prompts, encode_prompts_sdxl
 
+        encode = encode_prompts_sdxl if self.info.architecture == "sdxl" else encode_prompts
+        return encode(pipe, prompt, negative, device=pipe.device)
+
+    def _prompt_kwargs(self, pipe) -> dict:
+        """Weighted, chunked embeddings (A1111 syntax, no 77-token cut)."""
         n = self.req.count
         prompt = self.prompt if self.encode_prompt is None else self.encode_prompt
         if self.info.architecture == "sdxl":
-            pos, neg, pooled, neg_pooled = encode_prompts_sdxl(pipe, prompt, self.negative, device=pipe.device)
+            pos, neg, pooled, neg_pooled = self._encode(pipe, prompt, self.negative)
             return {"prompt_embeds": pos.repeat(n, 1, 1), "negative_prompt_embeds": neg.repeat(n, 1, 1),
                     "pooled_prompt_embeds": pooled.repeat(n, 1),
                     "negative_pooled_prompt_embeds": neg_pooled.repeat(n, 1)}
-        pos, neg = encode_prompts(pipe, prompt, self.negative, device=pipe.device)
+        pos, neg = self._encode(pipe, prompt, self.negative)
         return {"prompt_embeds": pos.repeat(n, 1, 1), "negative_prompt_embeds": neg.repeat(n, 1, 1)}
 
     # progress ---------------------------------------------------------------
