@@ -119,6 +119,28 @@ def diffusers_generator(folder, steps: int = 20, guidance: Optional[float] = Non
     return generate
 
 
+def slot_breakdown(labels: list[dict], requested: list[list[dict]]) -> dict:
+    """Why images fail adherence, per requested object ("slot"): the share of slots
+    with an object at the requested position, with the requested kind there, with the
+    requested colour there, and (prompts of several objects) showing another requested
+    object's kind and colour there instead: attribute binding gone wrong."""
+    counts = {"position": 0, "kind": 0, "color": 0, "other_object": 0}
+    slots = 0
+    for found, wanted in zip(labels, requested):
+        at = {o["position"]: o for o in found["objects"]}
+        for r in wanted:
+            slots += 1
+            seen = at.get(r["position"])
+            if seen is None:
+                continue
+            counts["position"] += 1
+            counts["kind"] += seen["kind"] == r["kind"]
+            counts["color"] += seen["color"] == r["color"]
+            counts["other_object"] += any((seen["kind"], seen["color"]) == (o["kind"], o["color"])
+                                          != (r["kind"], r["color"]) for o in wanted)
+    return {k: round(v / max(slots, 1), 4) for k, v in counts.items()}
+
+
 def evaluate(generate: Generate, n_per_set: int = 32, batch: int = 8, seed: int = 777,
              judge_images: int = 400, exclude: Optional[set[str]] = None,
              progress: Optional[Callable[[int, int], None]] = None, keep_images: bool = False,
@@ -135,7 +157,7 @@ def evaluate(generate: Generate, n_per_set: int = 32, batch: int = 8, seed: int 
     gen_seconds = 0.0
     for name, prompts in sets.items():
         ok = 0
-        imgs = []
+        imgs, labelled = [], []
         for i in range(0, len(prompts), batch):
             chunk = prompts[i:i + batch]
             tg = time.time()
@@ -144,23 +166,28 @@ def evaluate(generate: Generate, n_per_set: int = 32, batch: int = 8, seed: int 
             labels = judge.analyze_batch(ims)
             ok += sum(judge.satisfies(l, p.objects) for l, p in zip(labels, chunk))
             imgs += ims
+            labelled += labels
             done += len(chunk)
             if progress:
                 progress(done, total)
         result[f"adherence_{name}"] = round(ok / len(prompts), 4)
+        result[f"breakdown_{name}"] = slot_breakdown(labelled, [p.objects for p in prompts])
         if keep_images:
             images_out[name] = list(zip(prompts, imgs))
     if studio is not None:
         ok = 0
+        labelled = []
         for p in sets["two"]:
             tg = time.time()
             image = studio([p.text], [p.seed])[0]
             gen_seconds += time.time() - tg
-            ok += judge.satisfies(judge.analyze(image), p.objects)
+            labelled.append(judge.analyze(image))
+            ok += judge.satisfies(labelled[-1], p.objects)
             done += 1
             if progress:
                 progress(done, total)
         result["adherence_two_studio"] = round(ok / len(sets["two"]), 4)
+        result["breakdown_two_studio"] = slot_breakdown(labelled, [p.objects for p in sets["two"]])
     acc = judge.judge_accuracy(judge_images)
     result["judge_accuracy"] = round(acc["objects"], 4)
     result["judge_background_accuracy"] = round(acc["background"], 4)

@@ -67,7 +67,8 @@ def train_controlnet(model_dir: Path, out: Path, kind: str = "canny", steps: int
     previous = 0
     if resume and (out / "config.json").exists():
         # continue from the last save (weights only: AdamW's moments warm up again in a few steps)
-        net = ControlNetModel.from_pretrained(out)
+        # .float(): a shipped folder is fp16, and training needs fp32 weights
+        net = ControlNetModel.from_pretrained(out).float()
         note = (out / "training.txt").read_text() if (out / "training.txt").exists() else ""
         previous = int(note.split("steps=")[1].split()[0]) if "steps=" in note else 0
     else:

@@ -49,3 +49,19 @@ def test_prompt_sets_leave_out_the_captions_of_every_training_cycle(tmp_path):
     assert not {p.text for ps in sets.values() for p in ps} & seen
     # a folder without a record falls back to the default recipe's data
     assert ev.training_data_seeds(tmp_path / "none") == [(TrainConfig.seed, TrainConfig.scenes)]
+
+
+def test_slot_breakdown_tells_a_swap_from_a_miss():
+    """The eval's breakdown of failed slots, read by the judge from rendered pictures:
+    two objects drawn in each other's places count as placed, wrong kind and colour,
+    and another requested object; a missing object counts as not placed."""
+    from imagestudio.embedded import evaluate as ev
+
+    want = [{"color": "red", "kind": "circle", "position": "left"},
+            {"color": "blue", "kind": "house", "position": "right"}]
+    swapped = renderer.Scene([renderer.SceneObject("blue", "house", "left", 46),
+                              renderer.SceneObject("red", "circle", "right", 46)], "white", "flat", seed=3)
+    half = renderer.Scene([renderer.SceneObject("red", "circle", "left", 46)], "white", "flat", seed=3)
+    labels = judge.analyze_batch([renderer.render(swapped), renderer.render(half)])
+    assert ev.slot_breakdown(labels[:1], [want]) == {"position": 1.0, "kind": 0.0, "color": 0.0, "other_object": 1.0}
+    assert ev.slot_breakdown(labels[1:], [want]) == {"position": 0.5, "kind": 0.5, "color": 0.5, "other_object": 0.0}
