@@ -141,6 +141,13 @@ def slot_breakdown(labels: list[dict], requested: list[list[dict]]) -> dict:
     return {k: round(v / max(slots, 1), 4) for k, v in counts.items()}
 
 
+def _score(result: dict, name: str, labelled: list[dict], prompts: list[Prompt]) -> None:
+    """A set's adherence and breakdown, from the judge's labels of its images."""
+    ok = sum(judge.satisfies(l, p.objects) for l, p in zip(labelled, prompts))
+    result[f"adherence_{name}"] = round(ok / len(prompts), 4)
+    result[f"breakdown_{name}"] = slot_breakdown(labelled, [p.objects for p in prompts])
+
+
 def evaluate(generate: Generate, n_per_set: int = 32, batch: int = 8, seed: int = 777,
              judge_images: int = 400, exclude: Optional[set[str]] = None,
              progress: Optional[Callable[[int, int], None]] = None, keep_images: bool = False,
@@ -156,38 +163,31 @@ def evaluate(generate: Generate, n_per_set: int = 32, batch: int = 8, seed: int 
     images_out = {}
     gen_seconds = 0.0
     for name, prompts in sets.items():
-        ok = 0
         imgs, labelled = [], []
         for i in range(0, len(prompts), batch):
             chunk = prompts[i:i + batch]
             tg = time.time()
             ims = generate([p.text for p in chunk], [p.seed for p in chunk])
             gen_seconds += time.time() - tg
-            labels = judge.analyze_batch(ims)
-            ok += sum(judge.satisfies(l, p.objects) for l, p in zip(labels, chunk))
+            labelled += judge.analyze_batch(ims)
             imgs += ims
-            labelled += labels
             done += len(chunk)
             if progress:
                 progress(done, total)
-        result[f"adherence_{name}"] = round(ok / len(prompts), 4)
-        result[f"breakdown_{name}"] = slot_breakdown(labelled, [p.objects for p in prompts])
+        _score(result, name, labelled, prompts)
         if keep_images:
             images_out[name] = list(zip(prompts, imgs))
     if studio is not None:
-        ok = 0
         labelled = []
         for p in sets["two"]:
             tg = time.time()
             image = studio([p.text], [p.seed])[0]
             gen_seconds += time.time() - tg
             labelled.append(judge.analyze(image))
-            ok += judge.satisfies(labelled[-1], p.objects)
             done += 1
             if progress:
                 progress(done, total)
-        result["adherence_two_studio"] = round(ok / len(sets["two"]), 4)
-        result["breakdown_two_studio"] = slot_breakdown(labelled, [p.objects for p in sets["two"]])
+        _score(result, "two_studio", labelled, sets["two"])
     acc = judge.judge_accuracy(judge_images)
     result["judge_accuracy"] = round(acc["objects"], 4)
     result["judge_background_accuracy"] = round(acc["background"], 4)
