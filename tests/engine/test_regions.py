@@ -70,6 +70,32 @@ def test_attention_grids_follow_the_picture_shape():
     assert grid_for(1, 2.0) == (1, 1)
 
 
+def test_each_region_is_attended_only_where_it_lies_with_the_same_result():
+    """The processor attends to a region's prompt only at the places inside its box (for
+    speed); the result must equal the plain definition: the whole prompt's attention
+    outside every region, each region's own (shared where they overlap) inside."""
+    import torch
+    from diffusers.models.attention_processor import Attention, AttnProcessor2_0
+
+    from imagestudio.engine.regions import RegionalAttention
+
+    torch.manual_seed(0)
+    attn = Attention(query_dim=32, cross_attention_dim=24, heads=2, dim_head=16).eval()
+    embeddings = [torch.randn(1, 7, 24), torch.randn(1, 5, 24)]
+    boxes = [(0.0, 0.0, 0.5, 1.0), (0.4, 0.2, 1.0, 0.7)]  # overlapping
+    hidden, text = torch.randn(4, 48, 32), torch.randn(4, 9, 24)  # [negative x2, positive x2], 6x8 places
+    proc = RegionalAttention(embeddings, boxes, 8 / 6, count=2)
+    got = proc(attn, hidden, text)
+    plain = AttnProcessor2_0()
+    region_w, rest_w = proc.masks(48)
+    want = plain(attn, hidden, text)
+    pos = hidden[2:]
+    want[2:] = want[2:] * rest_w + sum(w * plain(attn, pos, e.expand(2, -1, -1)) for e, w in zip(embeddings, region_w))
+    assert torch.allclose(got, want, atol=1e-5)
+    assert torch.equal(got[:2], plain(attn, hidden, text)[:2])  # the negative half is untouched
+    assert 0 < len(proc._inside(0, 48, region_w[0])) < 48  # and fewer places were attended
+
+
 # ----------------------------------------------------------------------------- drawing
 
 @pytest.fixture(scope="module")
