@@ -12,6 +12,9 @@ from typing import Optional
 import typer
 
 STAGES = ("data", "vae", "latents", "decoder", "text", "ground", "unet", "finetune", "export")
+# a continued model keeps its VAE (decoder included) and base UNet: new data, its latents
+# and caption embeddings, then one more fine-tune cycle
+CONTINUE_STAGES = ("data", "latents", "text", "ground", "finetune", "export")
 
 
 def _default_work() -> Path:
@@ -44,12 +47,16 @@ def train(
     grounding_weight: float = typer.Option(0.0, "--grounding-weight", help="Weight of the token-"
                                            "grounding loss in the fine-tune (each object's words attend "
                                            "to its box); 0: the plain recipe."),
+    color_weights: str = typer.Option("", "--color-weights", help="Draw some colours more often in "
+                                      "this run's data, e.g. 'brown=3,purple=3' (others weigh 1); "
+                                      "recorded in studio.json."),
     max_minutes: float = typer.Option(0.0, help="Stop the UNet stage after this many minutes "
                                       "(checkpointed; rerun to continue). 0: no limit."),
-    stages: str = typer.Option(",".join(STAGES), help="Comma-separated stages to run."),
+    stages: Optional[str] = typer.Option(None, help=f"Comma-separated stages to run (default: all; "
+                                         f"with --init-from: {','.join(CONTINUE_STAGES)})."),
     init_from: Optional[Path] = typer.Option(None, "--init-from", help="Continue an exported model "
                                              "(e.g. the shipped one): its VAE and UNet seed the work "
-                                             "folder; then run data,latents,text,finetune,export."),
+                                             "folder, then a new fine-tune cycle runs."),
     judge: bool = typer.Option(False, "--judge", help="Also retrain the evaluator's judge."),
     judge_steps: int = typer.Option(2500),
     threads: int = typer.Option(0, help="torch threads (0: torch's default)."),
@@ -67,7 +74,9 @@ def train(
     cfg = TrainConfig(seed=seed, scenes=scenes, vae_steps=vae_steps, vae_full_steps=vae_full_steps,
                       unet_steps=unet_steps, unet_batch=unet_batch, finetune_steps=finetune_steps,
                       finetune_lr=finetune_lr, max_minutes=max_minutes,
-                      grounding_weight=grounding_weight)
+                      grounding_weight=grounding_weight, color_weights=_parse_weights(color_weights))
+    if stages is None:
+        stages = ",".join(CONTINUE_STAGES if init_from is not None else STAGES)
     chosen = tuple(s.strip() for s in stages.split(",") if s.strip())
     bad = [s for s in chosen if s not in STAGES]
     if bad:
@@ -96,6 +105,26 @@ def train(
             seed_work(work, init_from)
         run_all(work, out, cfg, progress, chosen)
     typer.echo(f"done in {(time.time() - t0) / 60:.1f} min; loss logs in {work}; model in {out}")
+
+
+def _parse_weights(text: str) -> Optional[dict]:
+    """'brown=3,purple=2.5' -> {'brown': 3.0, 'purple': 2.5} (None when empty)."""
+    from ..embedded import renderer
+
+    out = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, value = part.partition("=")
+        name = name.strip()
+        if name not in renderer.COLORS:
+            raise typer.BadParameter(f"unknown colour {name!r}; choose from {', '.join(renderer.COLORS)}",
+                                     param_hint="--color-weights")
+        try:
+            out[name] = float(value)
+        except ValueError:
+            raise typer.BadParameter(f"{part!r}: expected COLOUR=NUMBER", param_hint="--color-weights") from None
+        if not out[name] > 0:
+            raise typer.BadParameter(f"{part!r}: the weight must be above 0", param_hint="--color-weights")
+    return out or None
 
 
 def evaluate(

@@ -33,19 +33,16 @@ class Prompt:
 
 
 def training_captions(cfg: TrainConfig = TrainConfig()) -> set[str]:
-    """The captions `training.stage_data` writes (rendering does not touch the rng)."""
-    rng = random.Random(cfg.seed)
-    out = set()
-    for _ in range(cfg.scenes):
-        sc = renderer.random_scene(rng)
-        out.add(renderer.caption(sc, rng))
-    return out
+    """The captions `training.stage_data` writes."""
+    from .grounding import replay_scenes
+
+    return set(replay_scenes(cfg.seed, cfg.scenes, cfg.color_weights)[1])
 
 
-def training_data_seeds(folder) -> list[tuple[int, int]]:
-    """(seed, scenes) of every data set a model folder was trained on, read from its
-    studio.json record: a continued model (`imagestudio train --init-from`) saw its own
-    cycle's scenes and those of each model it continued from."""
+def training_data(folder) -> list[TrainConfig]:
+    """The data set (seed, scenes, colour weights) of every training cycle of a model
+    folder, read from its studio.json record: a continued model (`imagestudio train
+    --init-from`) saw its own cycle's scenes and those of each model it continued from."""
     try:
         record = json.loads((Path(folder) / "studio.json").read_text()).get("training") or {}
     except (OSError, ValueError):
@@ -53,18 +50,23 @@ def training_data_seeds(folder) -> list[tuple[int, int]]:
     out = []
     while record:
         if "seed" in record:
-            out.append((int(record["seed"]), int(record.get("scenes", TrainConfig.scenes))))
+            out.append(TrainConfig(seed=int(record["seed"]), scenes=int(record.get("scenes", TrainConfig.scenes)),
+                                   color_weights=record.get("color_weights") or None))
         record = record.get("continued_from") or {}
-    return out or [(TrainConfig.seed, TrainConfig.scenes)]
+    return out or [TrainConfig()]
 
 
 def all_training_captions(folder) -> set[str]:
     """Every caption the model in `folder` was trained on, over all its training cycles:
     the prompt sets exclude them, so no prompt is one the model saw verbatim."""
     out: set[str] = set()
-    # a cycle may reuse its source's scenes (same seed): render each data set's captions once
-    for seed, scenes in dict.fromkeys(training_data_seeds(folder)):
-        out |= training_captions(TrainConfig(seed=seed, scenes=scenes))
+    seen = set()
+    for cfg in training_data(folder):
+        # a cycle may reuse its source's scenes (same data): render each data set's captions once
+        key = (cfg.seed, cfg.scenes, tuple(sorted((cfg.color_weights or {}).items())))
+        if key not in seen:
+            seen.add(key)
+            out |= training_captions(cfg)
     return out
 
 

@@ -91,13 +91,14 @@ def box_masks(scenes: list[renderer.Scene], grid: int = 8) -> torch.Tensor:
     return out
 
 
-def replay_scenes(seed: int, n: int) -> tuple[list[renderer.Scene], list[str]]:
-    """The scenes and captions `training.stage_data` drew from this seed (rendering does
-    not touch the rng, so no pixels are needed)."""
+def replay_scenes(seed: int, n: int, color_weights: Optional[dict] = None
+                  ) -> tuple[list[renderer.Scene], list[str]]:
+    """The scenes and captions `training.stage_data` drew from this seed and colour
+    weights (rendering does not touch the rng, so no pixels are needed)."""
     rng = random.Random(seed)
     scenes, captions = [], []
     for _ in range(n):
-        sc = renderer.random_scene(rng)
+        sc = renderer.random_scene(rng, color_weights=color_weights)
         scenes.append(sc)
         captions.append(renderer.caption(sc, rng))
     return scenes, captions

@@ -87,7 +87,11 @@ def allowed_colors(background: str) -> list[str]:
 
 
 def random_scene(rng: random.Random, n_objects: int | None = None, style: str | None = None,
-                 background: str | None = None) -> Scene:
+                 background: str | None = None, color_weights: dict[str, float] | None = None) -> Scene:
+    """A random scene. `color_weights` (colour -> relative weight, 1 when absent) draws
+    some colours more often: brown and purple are forbidden on some backgrounds, so a
+    uniform draw gives each about half the share of the others. None keeps the uniform
+    draw and its exact random sequence (the captions of earlier training cycles)."""
     style = style or rng.choice(STYLES)
     if background is None:
         background = rng.choice(_NEON_BACKGROUNDS if style == "neon" else BACKGROUNDS)
@@ -104,7 +108,11 @@ def random_scene(rng: random.Random, n_objects: int | None = None, style: str | 
         # keep the whole object inside the frame
         dx = max(min(dx, SIZE - 3 - size // 2 - cx), 3 + size // 2 - cx)
         dy = max(min(dy, SIZE - 3 - size // 2 - cy), 3 + size // 2 - cy)
-        objects.append(SceneObject(rng.choice(colors), rng.choice(KINDS), pos, size, dx, dy))
+        if color_weights:
+            color = rng.choices(colors, weights=[color_weights.get(c, 1.0) for c in colors])[0]
+        else:
+            color = rng.choice(colors)
+        objects.append(SceneObject(color, rng.choice(KINDS), pos, size, dx, dy))
     return Scene(objects, background, style, seed=rng.randint(0, 2**31 - 1))
 
 

@@ -59,6 +59,9 @@ class TrainConfig:
     max_minutes: float = 0.0  # stop the UNet loop after this long (0: run all steps)
     # weight of the token-grounding loss in the fine-tune (grounding.py; 0: plain recipe)
     grounding_weight: float = 0.0
+    # colour -> relative weight in the data's colour draw (renderer.random_scene); None:
+    # uniform over the colours a background allows, as the first cycles were trained
+    color_weights: Optional[dict] = None
 
 
 Progress = Callable[[str, int, int, dict], None]
@@ -140,7 +143,8 @@ def stage_data(work: Path, cfg: TrainConfig, progress: Progress = _noop) -> None
     images = np.zeros((n, renderer.SIZE, renderer.SIZE, 3), np.uint8)
     captions = []
     for i in range(n):
-        sc = renderer.random_scene(rng)
+        # grounding.replay_scenes and the eval's exclusion redraw this sequence
+        sc = renderer.random_scene(rng, color_weights=cfg.color_weights)
         images[i] = np.asarray(renderer.render(sc))
         captions.append(renderer.caption(sc, rng))
         if i % 200 == 0:
@@ -318,7 +322,7 @@ def stage_ground(work: Path, cfg: TrainConfig, progress: Progress = _noop) -> No
     out = work / "ground.pt"
     if out.exists() or cfg.grounding_weight <= 0:
         return
-    scenes, captions = grounding.replay_scenes(cfg.seed, cfg.scenes)
+    scenes, captions = grounding.replay_scenes(cfg.seed, cfg.scenes, cfg.color_weights)
     stored = [str(c) for c in np.load(work / "data.npz")["captions"]]
     if stored != captions:
         raise RuntimeError("ground: data.npz was not drawn from this seed")
@@ -558,6 +562,9 @@ def export(work: Path, dest: Path, cfg: TrainConfig, studio: Optional[dict] = No
                             "continued_from": json.loads((work / "init.json").read_text())["training"]}
     if cfg.grounding_weight > 0:
         info["training"]["grounding_weight"] = cfg.grounding_weight
+    if cfg.color_weights:
+        # the eval re-renders every cycle's captions from this record to exclude them
+        info["training"]["color_weights"] = dict(cfg.color_weights)
     if studio:
         info.update(studio)
     (dest / "studio.json").write_text(json.dumps(info, indent=2) + "\n")

@@ -27,6 +27,16 @@ def test_train_help_lists_the_stages():
     assert "--finetune-steps" in result.output and "finetune" in result.output
     assert "--finetune-lr" in result.output and "--init-from" in result.output
     assert "--grounding-weight" in result.output and "ground" in result.output
+    assert "--color-weights" in result.output
+
+
+def test_train_refuses_colour_weights_it_cannot_read(tmp_path):
+    for bad, message in (("beige=2", "unknown colour 'beige'"), ("brown=lots", "expected COLOUR=NUMBER"),
+                         ("brown=0", "must be above 0")):
+        result = CliRunner().invoke(app, ["train", "--work", str(tmp_path / "work"), "--color-weights", bad,
+                                          "--stages", "data"])
+        assert result.exit_code != 0 and message in result.output, result.output
+    assert not (tmp_path / "work").exists()  # refused before any work
 
 
 def test_train_init_from_a_folder_that_is_no_model_is_refused(tmp_path):

@@ -37,18 +37,22 @@ def test_prompt_sets_leave_out_the_captions_of_every_training_cycle(tmp_path):
     from imagestudio.embedded import evaluate as ev
     from imagestudio.embedded.training import TrainConfig
 
-    record = {"finetune_steps": 2, "seed": 5, "scenes": 300,
+    weights = {"brown": 3.0, "purple": 3.0}
+    record = {"finetune_steps": 2, "seed": 5, "scenes": 300, "color_weights": weights,
               "continued_from": {"unet_steps": 2, "finetune_steps": 2, "seed": 6, "scenes": 200}}
     (tmp_path / "studio.json").write_text(json.dumps({"training": record}))
-    assert ev.training_data_seeds(tmp_path) == [(5, 300), (6, 200)]
+    assert [(c.seed, c.scenes, c.color_weights) for c in ev.training_data(tmp_path)] == [
+        (5, 300, weights), (6, 200, None)]
     seen = ev.all_training_captions(tmp_path)
-    first = ev.training_captions(TrainConfig(seed=5, scenes=300))
+    first = ev.training_captions(TrainConfig(seed=5, scenes=300, color_weights=weights))
     second = ev.training_captions(TrainConfig(seed=6, scenes=200))
     assert seen == first | second and second - first  # the source's captions count too
+    # the colour weights change the draw, so the captions too: the record must carry them
+    assert first != ev.training_captions(TrainConfig(seed=5, scenes=300))
     sets = ev.prompt_sets(16, seed=1, exclude=seen)
     assert not {p.text for ps in sets.values() for p in ps} & seen
     # a folder without a record falls back to the default recipe's data
-    assert ev.training_data_seeds(tmp_path / "none") == [(TrainConfig.seed, TrainConfig.scenes)]
+    assert ev.training_data(tmp_path / "none") == [TrainConfig()]
 
 
 def test_slot_breakdown_tells_a_swap_from_a_miss():

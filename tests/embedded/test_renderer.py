@@ -50,3 +50,26 @@ def test_captions_vary_and_name_every_object():
 def test_vocabulary_is_rich_enough():
     assert len(renderer.COLORS) >= 8 and len(renderer.KINDS) >= 5
     assert len(renderer.STYLES) >= 3 and {"day", "sunset", "night", "sea", "grass", "snow"} <= set(renderer.BACKGROUNDS)
+
+
+def test_colour_weights_make_the_rare_colours_as_common_as_the_others():
+    """Brown and purple are forbidden on some backgrounds, so a uniform draw gives them
+    about half the share of the others; training can weigh them up (`--color-weights`)."""
+    from collections import Counter
+
+    def shares(weights):
+        rng, counts = random.Random(3), Counter()
+        for _ in range(3000):
+            counts.update(o.color for o in renderer.random_scene(rng, color_weights=weights).objects)
+        total = sum(counts.values())
+        return {c: counts[c] / total for c in renderer.COLORS}
+
+    plain, weighted = shares(None), shares({"brown": 2.0, "purple": 2.5})
+    assert plain["brown"] < 0.6 * plain["red"] and plain["purple"] < 0.6 * plain["red"]
+    for c in ("brown", "purple"):
+        assert 0.8 < weighted[c] / weighted["red"] < 1.25, (c, weighted)
+    # every drawn colour is still one the scene's background allows
+    rng = random.Random(4)
+    for _ in range(300):
+        sc = renderer.random_scene(rng, color_weights={"brown": 5.0})
+        assert all(o.color in renderer.allowed_colors(sc.background) for o in sc.objects)

@@ -87,8 +87,9 @@ def test_continuing_an_exported_model_fine_tunes_it_and_keeps_its_record(tiny_ru
     _, first, cfg, _ = tiny_run
     work, second = tmp_path / "work", tmp_path / "second"
     T.init_from(work, first)
-    # the continued cycle also grounds each object's words in its box (grounding.py)
-    cfg = dataclasses.replace(cfg, grounding_weight=0.1)
+    # the continued cycle also grounds each object's words in its box (grounding.py) and
+    # draws brown more often
+    cfg = dataclasses.replace(cfg, grounding_weight=0.1, color_weights={"brown": 3.0})
     T.run_all(work, second, cfg, stages=("data", "latents", "text", "ground", "finetune", "export"))
     rows = [json.loads(line) for line in (work / "finetune_loss.log").read_text().splitlines()]
     assert rows and all(0 <= r["grounding"] <= 1 for r in rows)
@@ -98,6 +99,29 @@ def test_continuing_an_exported_model_fine_tunes_it_and_keeps_its_record(tiny_ru
     record = json.loads((second / "studio.json").read_text())["training"]
     assert record["finetune_steps"] == 2
     assert record["continued_from"]["finetune_steps"] == 2  # the first run's own record
+    assert record["color_weights"] == {"brown": 3.0}  # so the eval can re-render its captions
     # rerunning the same command resumes: the fine-tune is not thrown away
     T.init_from(work, first)
     assert (work / "finetune.done").exists() and (work / "latents.pt").exists()
+
+
+def test_the_cli_continues_a_model_without_retraining_its_vae(tiny_run, tmp_path):
+    """`imagestudio train --init-from` without --stages runs one more fine-tune cycle on
+    new data: no VAE, decoder or base UNet stage (those would redo hours of work and
+    change the model's decoder)."""
+    from typer.testing import CliRunner
+
+    from imagestudio.cli import app
+
+    _, first, _, _ = tiny_run
+    work, out = tmp_path / "work", tmp_path / "out"
+    result = CliRunner().invoke(app, ["train", "--init-from", str(first), "--work", str(work), "--out", str(out),
+                                      "--seed", "9", "--scenes", "12", "--unet-batch", "2", "--finetune-steps", "1",
+                                      "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    logs = sorted(p.name for p in work.glob("*_loss.log"))
+    assert logs == ["finetune_loss.log"], logs
+    record = json.loads((out / "studio.json").read_text())["training"]
+    assert record["seed"] == 9 and record["finetune_steps"] == 1 and "continued_from" in record
+    vae = lambda folder: (folder / "vae" / "diffusion_pytorch_model.safetensors").read_bytes()  # noqa: E731
+    assert vae(out) == vae(first)  # the VAE ships unchanged
