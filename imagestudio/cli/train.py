@@ -47,6 +47,9 @@ def train(
     grounding_weight: float = typer.Option(0.0, "--grounding-weight", help="Weight of the token-"
                                            "grounding loss in the fine-tune (each object's words attend "
                                            "to its box); 0: the plain recipe."),
+    binding_weight: float = typer.Option(0.0, "--binding-weight", help="Weight of the binding loss "
+                                         "in the fine-tune (an object's places attend to its own words, "
+                                         "not the padding or the other objects'); 0: off."),
     color_weights: str = typer.Option("", "--color-weights", help="Draw some colours more often in "
                                       "this run's data, e.g. 'brown=3,purple=3' (others weigh 1); "
                                       "recorded in studio.json."),
@@ -74,7 +77,8 @@ def train(
     cfg = TrainConfig(seed=seed, scenes=scenes, vae_steps=vae_steps, vae_full_steps=vae_full_steps,
                       unet_steps=unet_steps, unet_batch=unet_batch, finetune_steps=finetune_steps,
                       finetune_lr=finetune_lr, max_minutes=max_minutes,
-                      grounding_weight=grounding_weight, color_weights=_parse_weights(color_weights))
+                      grounding_weight=grounding_weight, binding_weight=binding_weight,
+                      color_weights=_parse_weights(color_weights))
     if stages is None:
         stages = ",".join(CONTINUE_STAGES if init_from is not None else STAGES)
     chosen = tuple(s.strip() for s in stages.split(",") if s.strip())

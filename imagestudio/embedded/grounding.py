@@ -21,6 +21,9 @@ import torch
 from . import renderer
 
 MAX_OBJECTS = 3
+# share of the attention at an object's own places that the binding loss asks to go to
+# the object's own words (the rest may go to style, background and padding tokens)
+BINDING_TARGET = 0.6
 
 
 def object_spans(scene: renderer.Scene, caption: str) -> list[Optional[tuple[int, int]]]:
@@ -159,4 +162,41 @@ def grounding_loss(maps: list[torch.Tensor], tokens: torch.Tensor, boxes: torch.
         a = torch.einsum("bpt,bkt->bkp", m, tok)
         share = (a * bx).sum(-1) / a.sum(-1).clamp_min(1e-8)
         losses.append(((1 - share) ** 2)[has].mean())
+    return torch.stack(losses).mean()
+
+
+def binding_loss(maps: list[torch.Tensor], tokens: torch.Tensor, boxes: torch.Tensor,
+                 active: torch.Tensor, target: float = BINDING_TARGET) -> torch.Tensor:
+    """The pixel side of grounding: at the places inside an object's box (and no other
+    object's box), the share of attention its own colour and kind words receive should
+    reach `target`: mean over layers and objects of (max(target - share, 0) / target)^2.
+
+    Why: the grounding loss above only looks at where each word's attention lands. Measured
+    on the third-cycle UNet over 64 two-object scenes, 68-94% of the attention at an
+    object's places went to the 77-token padding (BERT's padding states summarise the whole
+    caption, both objects' colours and kinds), 5-11% to its own words and 1-6% to the other
+    object's: what a place draws came mostly from a bag of both objects' words, which is
+    attribute binding failing. Same arguments as `grounding_loss`."""
+    tok = tokens.float()
+    has = tok.any(-1) & active[:, None]  # [B, K]
+    if not has.any():
+        return maps[0].sum() * 0.0
+    g = boxes.shape[-1]
+    losses = []
+    for m in maps:
+        side = int(round(m.shape[1] ** 0.5))
+        bx = boxes if side == g else torch.nn.functional.adaptive_max_pool2d(boxes, side)
+        bx = bx.flatten(2)  # [B, K, HW]
+        # a place covered by two boxes belongs to neither
+        covered = bx.sum(1, keepdim=True)
+        own_places = bx * (covered <= 1).float()
+        n = own_places.sum(-1)  # [B, K]
+        ok = has & (n > 0)
+        if not ok.any():
+            continue
+        a = torch.einsum("bpt,bkt->bkp", m, tok)  # attention to object k's words at each place
+        share = (a * own_places).sum(-1) / n.clamp_min(1)
+        losses.append(((torch.relu(target - share) / target) ** 2)[ok].mean())
+    if not losses:
+        return maps[0].sum() * 0.0
     return torch.stack(losses).mean()

@@ -59,6 +59,9 @@ class TrainConfig:
     max_minutes: float = 0.0  # stop the UNet loop after this long (0: run all steps)
     # weight of the token-grounding loss in the fine-tune (grounding.py; 0: plain recipe)
     grounding_weight: float = 0.0
+    # weight of the binding loss (grounding.binding_loss: an object's places attend to its
+    # own words rather than the padding and the other objects'); 0: off
+    binding_weight: float = 0.0
     # colour -> relative weight in the data's colour draw (renderer.random_scene); None:
     # uniform over the colours a background allows, as the first cycles were trained
     color_weights: Optional[dict] = None
@@ -320,7 +323,7 @@ def stage_ground(work: Path, cfg: TrainConfig, progress: Progress = _noop) -> No
     from . import grounding
 
     out = work / "ground.pt"
-    if out.exists() or cfg.grounding_weight <= 0:
+    if out.exists() or (cfg.grounding_weight <= 0 and cfg.binding_weight <= 0):
         return
     scenes, captions = grounding.replay_scenes(cfg.seed, cfg.scenes, cfg.color_weights)
     stored = [str(c) for c in np.load(work / "data.npz")["captions"]]
@@ -370,7 +373,7 @@ def _unet_loop(work: Path, cfg: TrainConfig, unet, ema, ckpt: Path, total: int, 
     snr_all = alphas / (1 - alphas)
 
     ground = None
-    if weighting == "min-snr+1" and cfg.grounding_weight > 0:
+    if weighting == "min-snr+1" and (cfg.grounding_weight > 0 or cfg.binding_weight > 0):
         from . import grounding
 
         ground = torch.load(work / "ground.pt")
@@ -384,7 +387,7 @@ def _unet_loop(work: Path, cfg: TrainConfig, unet, ema, ckpt: Path, total: int, 
     gen = torch.Generator().manual_seed(seed + step)
     t_start = time.time()
     last = time.time()
-    ema_loss = ema_g = None
+    ema_loss = ema_g = ema_b = None
     ema_params = list(ema.parameters())
     params = list(unet.parameters())
     n_t = sched.config.num_train_timesteps
@@ -410,13 +413,16 @@ def _unet_loop(work: Path, cfg: TrainConfig, unet, ema, ckpt: Path, total: int, 
         pred = unet(xt, t, cond).sample
         w = _loss_weights(snr_all[t], cfg.min_snr, weighting)
         loss = (w * ((pred - target) ** 2).mean(dim=(1, 2, 3))).mean()
-        g_loss = None
+        g_loss = b_loss = None
+        loss_total = loss
         if ground is not None:
-            g_loss = grounding.grounding_loss(recorder.maps, ground["tokens"][idx],
-                                              ground["boxes"][idx].float(), ~drop)
-            loss_total = loss + cfg.grounding_weight * g_loss
-        else:
-            loss_total = loss
+            g_tokens, g_boxes = ground["tokens"][idx], ground["boxes"][idx].float()
+            if cfg.grounding_weight > 0:
+                g_loss = grounding.grounding_loss(recorder.maps, g_tokens, g_boxes, ~drop)
+                loss_total = loss_total + cfg.grounding_weight * g_loss
+            if cfg.binding_weight > 0:
+                b_loss = grounding.binding_loss(recorder.maps, g_tokens, g_boxes, ~drop)
+                loss_total = loss_total + cfg.binding_weight * b_loss
         opt.zero_grad(set_to_none=True)
         loss_total.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -428,12 +434,21 @@ def _unet_loop(work: Path, cfg: TrainConfig, unet, ema, ckpt: Path, total: int, 
         ema_loss = loss.item() if ema_loss is None else 0.98 * ema_loss + 0.02 * loss.item()
         if g_loss is not None:
             ema_g = g_loss.item() if ema_g is None else 0.98 * ema_g + 0.02 * g_loss.item()
+        if b_loss is not None:
+            ema_b = b_loss.item() if ema_b is None else 0.98 * ema_b + 0.02 * b_loss.item()
         if step % 20 == 0 or step == total:  # the last row: short runs log too
             row = {"step": step, "loss": round(ema_loss, 5), "lr": round(lr, 7), "time": round(time.time(), 1)}
             if ema_g is not None:
                 row["grounding"] = round(ema_g, 5)
+            if ema_b is not None:
+                row["binding"] = round(ema_b, 5)
             _log(work, log_name, row)
-        progress(log_name, step, total, {"loss": ema_loss} if ema_g is None else {"loss": ema_loss, "ground": ema_g})
+        shown = {"loss": ema_loss}
+        if ema_g is not None:
+            shown["ground"] = ema_g
+        if ema_b is not None:
+            shown["bind"] = ema_b
+        progress(log_name, step, total, shown)
         out_of_time = cfg.max_minutes and (time.time() - t_start) / 60 > cfg.max_minutes
         if time.time() - last > cfg.checkpoint_seconds or step == total or out_of_time:
             _save_ckpt(ckpt, {"model": unet.state_dict(), "ema": ema.state_dict(),
@@ -562,6 +577,8 @@ def export(work: Path, dest: Path, cfg: TrainConfig, studio: Optional[dict] = No
                             "continued_from": json.loads((work / "init.json").read_text())["training"]}
     if cfg.grounding_weight > 0:
         info["training"]["grounding_weight"] = cfg.grounding_weight
+    if cfg.binding_weight > 0:
+        info["training"]["binding_weight"] = cfg.binding_weight
     if cfg.color_weights:
         # the eval re-renders every cycle's captions from this record to exclude them
         info["training"]["color_weights"] = dict(cfg.color_weights)

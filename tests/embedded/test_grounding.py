@@ -2,6 +2,7 @@
 renderer's captions, cover the object's place, leave the UNet's output unchanged while it
 records attention, and score attention inside the box better than attention elsewhere."""
 
+import pytest
 import torch
 
 from imagestudio.embedded import grounding as G
@@ -83,3 +84,36 @@ def test_the_loss_is_zero_inside_the_box_and_high_outside_it():
     assert G.grounding_loss([inside.view(1, 8, 8, -1)[:, ::2, ::2].reshape(1, 16, -1)], tokens, boxes, on) < 1e-6
     # a caption dropped for guidance has nothing to ground
     assert G.grounding_loss([outside], tokens, boxes, ~on) == 0
+
+
+def test_the_binding_loss_wants_an_objects_places_to_attend_to_its_own_words():
+    # two objects: 0 on the left (tokens 2-3), 1 on the right (tokens 6-7)
+    boxes = torch.zeros(1, 3, 8, 8)
+    boxes[0, 0, 2:5, 0:3] = 1
+    boxes[0, 1, 2:5, 5:8] = 1
+    tokens = torch.zeros(1, 3, MAX_TOKENS, dtype=torch.bool)
+    tokens[0, 0, 2:4] = True
+    tokens[0, 1, 6:8] = True
+    on = torch.ones(1, dtype=torch.bool)
+
+    def maps(left_to, right_to, pad_share):
+        # every place: pad_share on the padding (token 40), the rest on the given tokens
+        m = torch.zeros(1, 8, 8, MAX_TOKENS)
+        m[..., 40] = 1.0
+        m[0, 2:5, 0:3, 40] = pad_share
+        m[0, 2:5, 0:3, left_to] = (1 - pad_share) / 2
+        m[0, 2:5, 5:8, 40] = pad_share
+        m[0, 2:5, 5:8, right_to] = (1 - pad_share) / 2
+        return [m.view(1, 64, MAX_TOKENS)]
+
+    bound = maps([2, 3], [6, 7], 0.3)          # 70% on their own words: past the target
+    swapped = maps([6, 7], [2, 3], 0.3)        # each place reads the other object's words
+    padded = maps([2, 3], [6, 7], 0.97)        # the shipped UNet's pattern: mostly padding
+    assert G.binding_loss(bound, tokens, boxes, on) == 0
+    assert G.binding_loss(swapped, tokens, boxes, on) == pytest.approx(1.0)
+    assert 0.85 < G.binding_loss(padded, tokens, boxes, on) < 1.0
+    # a dropped caption has nothing to bind; a place inside both boxes belongs to neither
+    assert G.binding_loss(swapped, tokens, boxes, ~on) == 0
+    both = boxes.clone()
+    both[0, 1] = both[0, 0]
+    assert G.binding_loss(swapped, tokens, both, on) == 0
