@@ -141,6 +141,17 @@ def install_recorder(unet) -> AttentionRecorder:
     return rec
 
 
+def _object_attention(maps: list[torch.Tensor], tok: torch.Tensor, boxes: torch.Tensor):
+    """Per recorded layer: the attention each object's words receive at every place and
+    the object's box at that layer's grid, both [B, K, HW] (4x4 layers see the finest
+    grid's boxes max-pooled)."""
+    g = boxes.shape[-1]
+    for m in maps:
+        side = int(round(m.shape[1] ** 0.5))
+        bx = boxes if side == g else torch.nn.functional.adaptive_max_pool2d(boxes, side)
+        yield torch.einsum("bpt,bkt->bkp", m, tok), bx.flatten(2)
+
+
 def grounding_loss(maps: list[torch.Tensor], tokens: torch.Tensor, boxes: torch.Tensor,
                    active: torch.Tensor) -> torch.Tensor:
     """Mean over recorded layers and objects of (1 - share of the object's token attention
@@ -153,13 +164,7 @@ def grounding_loss(maps: list[torch.Tensor], tokens: torch.Tensor, boxes: torch.
     if not has.any():
         return maps[0].sum() * 0.0
     losses = []
-    g = boxes.shape[-1]
-    for m in maps:
-        side = int(round(m.shape[1] ** 0.5))
-        bx = boxes if side == g else torch.nn.functional.adaptive_max_pool2d(boxes, side)
-        bx = bx.flatten(2)  # [B, K, HW]
-        # attention each object's tokens receive at every place: [B, K, HW]
-        a = torch.einsum("bpt,bkt->bkp", m, tok)
+    for a, bx in _object_attention(maps, tok, boxes):
         share = (a * bx).sum(-1) / a.sum(-1).clamp_min(1e-8)
         losses.append(((1 - share) ** 2)[has].mean())
     return torch.stack(losses).mean()
@@ -183,12 +188,8 @@ def binding_loss(maps: list[torch.Tensor], tokens: torch.Tensor, boxes: torch.Te
     has = tok.any(-1) & active[:, None]  # [B, K]
     if not has.any():
         return maps[0].sum() * 0.0
-    g = boxes.shape[-1]
     losses = []
-    for m in maps:
-        side = int(round(m.shape[1] ** 0.5))
-        bx = boxes if side == g else torch.nn.functional.adaptive_max_pool2d(boxes, side)
-        bx = bx.flatten(2)  # [B, K, HW]
+    for a, bx in _object_attention(maps, tok, boxes):
         # a place covered by two boxes belongs to neither
         covered = bx.sum(1, keepdim=True)
         own_places = bx * (covered <= 1).float()
@@ -196,7 +197,6 @@ def binding_loss(maps: list[torch.Tensor], tokens: torch.Tensor, boxes: torch.Te
         ok = has & (n > 0)
         if not ok.any():
             continue
-        a = torch.einsum("bpt,bkt->bkp", m, tok)  # attention to object k's words at each place
         share = (a * own_places).sum(-1) / n.clamp_min(1)
         losses.append(((torch.relu(target - share) / target) ** 2)[ok].mean())
     if not losses:

@@ -387,7 +387,9 @@ def _unet_loop(work: Path, cfg: TrainConfig, unet, ema, ckpt: Path, total: int, 
     gen = torch.Generator().manual_seed(seed + step)
     t_start = time.time()
     last = time.time()
-    ema_loss = ema_g = ema_b = None
+    ema_loss = None
+    ema_aux: dict[str, float] = {}  # the grounding losses' EMAs, by their log names
+    aux_weights = {"grounding": cfg.grounding_weight, "binding": cfg.binding_weight}
     ema_params = list(ema.parameters())
     params = list(unet.parameters())
     n_t = sched.config.num_train_timesteps
@@ -413,16 +415,14 @@ def _unet_loop(work: Path, cfg: TrainConfig, unet, ema, ckpt: Path, total: int, 
         pred = unet(xt, t, cond).sample
         w = _loss_weights(snr_all[t], cfg.min_snr, weighting)
         loss = (w * ((pred - target) ** 2).mean(dim=(1, 2, 3))).mean()
-        g_loss = b_loss = None
-        loss_total = loss
+        aux: dict[str, torch.Tensor] = {}
         if ground is not None:
             g_tokens, g_boxes = ground["tokens"][idx], ground["boxes"][idx].float()
             if cfg.grounding_weight > 0:
-                g_loss = grounding.grounding_loss(recorder.maps, g_tokens, g_boxes, ~drop)
-                loss_total = loss_total + cfg.grounding_weight * g_loss
+                aux["grounding"] = grounding.grounding_loss(recorder.maps, g_tokens, g_boxes, ~drop)
             if cfg.binding_weight > 0:
-                b_loss = grounding.binding_loss(recorder.maps, g_tokens, g_boxes, ~drop)
-                loss_total = loss_total + cfg.binding_weight * b_loss
+                aux["binding"] = grounding.binding_loss(recorder.maps, g_tokens, g_boxes, ~drop)
+        loss_total = loss + sum(aux_weights[k] * v for k, v in aux.items())
         opt.zero_grad(set_to_none=True)
         loss_total.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -432,23 +432,13 @@ def _unet_loop(work: Path, cfg: TrainConfig, unet, ema, ckpt: Path, total: int, 
         with torch.no_grad():
             torch._foreach_lerp_(ema_params, [p.detach() for p in params], 1 - decay)
         ema_loss = loss.item() if ema_loss is None else 0.98 * ema_loss + 0.02 * loss.item()
-        if g_loss is not None:
-            ema_g = g_loss.item() if ema_g is None else 0.98 * ema_g + 0.02 * g_loss.item()
-        if b_loss is not None:
-            ema_b = b_loss.item() if ema_b is None else 0.98 * ema_b + 0.02 * b_loss.item()
+        for k, v in aux.items():
+            ema_aux[k] = v.item() if k not in ema_aux else 0.98 * ema_aux[k] + 0.02 * v.item()
         if step % 20 == 0 or step == total:  # the last row: short runs log too
             row = {"step": step, "loss": round(ema_loss, 5), "lr": round(lr, 7), "time": round(time.time(), 1)}
-            if ema_g is not None:
-                row["grounding"] = round(ema_g, 5)
-            if ema_b is not None:
-                row["binding"] = round(ema_b, 5)
+            row.update({k: round(v, 5) for k, v in ema_aux.items()})
             _log(work, log_name, row)
-        shown = {"loss": ema_loss}
-        if ema_g is not None:
-            shown["ground"] = ema_g
-        if ema_b is not None:
-            shown["bind"] = ema_b
-        progress(log_name, step, total, shown)
+        progress(log_name, step, total, {"loss": ema_loss, **ema_aux})
         out_of_time = cfg.max_minutes and (time.time() - t_start) / 60 > cfg.max_minutes
         if time.time() - last > cfg.checkpoint_seconds or step == total or out_of_time:
             _save_ckpt(ckpt, {"model": unet.state_dict(), "ema": ema.state_dict(),
