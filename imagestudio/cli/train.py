@@ -50,6 +50,9 @@ def train(
     binding_weight: float = typer.Option(0.0, "--binding-weight", help="Weight of the binding loss "
                                          "in the fine-tune (an object's places attend to its own words, "
                                          "not the padding or the other objects'); 0: off."),
+    separation_weight: float = typer.Option(0.0, "--separation-weight", help="Weight of the separation "
+                                            "loss in the fine-tune (an object's places read its own words "
+                                            "rather than the other objects'); 0: off."),
     color_weights: str = typer.Option("", "--color-weights", help="Draw some colours more often in "
                                       "this run's data, e.g. 'brown=3,purple=3' (others weigh 1); "
                                       "recorded in studio.json."),
@@ -78,6 +81,7 @@ def train(
                       unet_steps=unet_steps, unet_batch=unet_batch, finetune_steps=finetune_steps,
                       finetune_lr=finetune_lr, max_minutes=max_minutes,
                       grounding_weight=grounding_weight, binding_weight=binding_weight,
+                      separation_weight=separation_weight,
                       color_weights=_parse_weights(color_weights))
     if stages is None:
         stages = ",".join(CONTINUE_STAGES if init_from is not None else STAGES)

@@ -62,9 +62,17 @@ class TrainConfig:
     # weight of the binding loss (grounding.binding_loss: an object's places attend to its
     # own words rather than the padding and the other objects'); 0: off
     binding_weight: float = 0.0
+    # weight of the separation loss (grounding.separation_loss: an object's places read its
+    # own words rather than the other objects'); 0: off
+    separation_weight: float = 0.0
     # colour -> relative weight in the data's colour draw (renderer.random_scene); None:
     # uniform over the colours a background allows, as the first cycles were trained
     color_weights: Optional[dict] = None
+
+    @property
+    def uses_grounding(self) -> bool:
+        """Whether the fine-tune needs the ground stage's token masks and boxes."""
+        return self.grounding_weight > 0 or self.binding_weight > 0 or self.separation_weight > 0
 
 
 Progress = Callable[[str, int, int, dict], None]
@@ -323,7 +331,7 @@ def stage_ground(work: Path, cfg: TrainConfig, progress: Progress = _noop) -> No
     from . import grounding
 
     out = work / "ground.pt"
-    if out.exists() or (cfg.grounding_weight <= 0 and cfg.binding_weight <= 0):
+    if out.exists() or not cfg.uses_grounding:
         return
     scenes, captions = grounding.replay_scenes(cfg.seed, cfg.scenes, cfg.color_weights)
     stored = [str(c) for c in np.load(work / "data.npz")["captions"]]
@@ -373,7 +381,7 @@ def _unet_loop(work: Path, cfg: TrainConfig, unet, ema, ckpt: Path, total: int, 
     snr_all = alphas / (1 - alphas)
 
     ground = None
-    if weighting == "min-snr+1" and (cfg.grounding_weight > 0 or cfg.binding_weight > 0):
+    if weighting == "min-snr+1" and cfg.uses_grounding:
         from . import grounding
 
         ground = torch.load(work / "ground.pt")
@@ -389,7 +397,8 @@ def _unet_loop(work: Path, cfg: TrainConfig, unet, ema, ckpt: Path, total: int, 
     last = time.time()
     ema_loss = None
     ema_aux: dict[str, float] = {}  # the grounding losses' EMAs, by their log names
-    aux_weights = {"grounding": cfg.grounding_weight, "binding": cfg.binding_weight}
+    aux_weights = {"grounding": cfg.grounding_weight, "binding": cfg.binding_weight,
+                   "separation": cfg.separation_weight}
     ema_params = list(ema.parameters())
     params = list(unet.parameters())
     n_t = sched.config.num_train_timesteps
@@ -422,6 +431,8 @@ def _unet_loop(work: Path, cfg: TrainConfig, unet, ema, ckpt: Path, total: int, 
                 aux["grounding"] = grounding.grounding_loss(recorder.maps, g_tokens, g_boxes, ~drop)
             if cfg.binding_weight > 0:
                 aux["binding"] = grounding.binding_loss(recorder.maps, g_tokens, g_boxes, ~drop)
+            if cfg.separation_weight > 0:
+                aux["separation"] = grounding.separation_loss(recorder.maps, g_tokens, g_boxes, ~drop)
         loss_total = loss + sum(aux_weights[k] * v for k, v in aux.items())
         opt.zero_grad(set_to_none=True)
         loss_total.backward()
@@ -569,6 +580,8 @@ def export(work: Path, dest: Path, cfg: TrainConfig, studio: Optional[dict] = No
         info["training"]["grounding_weight"] = cfg.grounding_weight
     if cfg.binding_weight > 0:
         info["training"]["binding_weight"] = cfg.binding_weight
+    if cfg.separation_weight > 0:
+        info["training"]["separation_weight"] = cfg.separation_weight
     if cfg.color_weights:
         # the eval re-renders every cycle's captions from this record to exclude them
         info["training"]["color_weights"] = dict(cfg.color_weights)

@@ -117,3 +117,50 @@ def test_the_binding_loss_wants_an_objects_places_to_attend_to_its_own_words():
     both = boxes.clone()
     both[0, 1] = both[0, 0]
     assert G.binding_loss(swapped, tokens, both, on) == 0
+
+
+def test_the_separation_loss_wants_an_objects_places_to_read_its_words_not_its_neighbours():
+    # the same two objects as above
+    boxes = torch.zeros(1, 3, 8, 8)
+    boxes[0, 0, 2:5, 0:3] = 1
+    boxes[0, 1, 2:5, 5:8] = 1
+    tokens = torch.zeros(1, 3, MAX_TOKENS, dtype=torch.bool)
+    tokens[0, 0, 2:4] = True
+    tokens[0, 1, 6:8] = True
+    on = torch.ones(1, dtype=torch.bool)
+
+    def maps(left, right):
+        # {token: share} at each object's places, the rest on the padding (token 40)
+        m = torch.zeros(1, 8, 8, MAX_TOKENS)
+        m[..., 40] = 1.0
+        for (rows, cols), shares in (((slice(2, 5), slice(0, 3)), left), ((slice(2, 5), slice(5, 8)), right)):
+            m[0, rows, cols, 40] = 1 - sum(shares.values())
+            for t, v in shares.items():
+                m[0, rows, cols, t] = v
+        return [m.view(1, 64, MAX_TOKENS)]
+
+    # mostly padding but no neighbour's words: nothing to separate (binding's business)
+    assert G.separation_loss(maps({2: 0.05}, {6: 0.05}), tokens, boxes, on) < 1e-3
+    # the fifth cycle's pattern: own 45%, the neighbour's 30%: loss (0.3/0.75)^2
+    mixed = maps({2: 0.45, 6: 0.3}, {6: 0.45, 2: 0.3})
+    assert G.separation_loss(mixed, tokens, boxes, on) == pytest.approx(0.16, abs=1e-3)
+    # swapped: each place reads only the other object's words
+    assert G.separation_loss(maps({6: 0.7}, {2: 0.7}), tokens, boxes, on) == pytest.approx(1.0, abs=1e-3)
+    # a single object, or a dropped caption, has no neighbour to be told apart from
+    single = tokens.clone()
+    single[0, 1] = False
+    assert G.separation_loss(mixed, single, boxes, on) == 0
+    assert G.separation_loss(mixed, tokens, boxes, ~on) == 0
+
+
+def test_the_attention_report_splits_each_objects_places_between_word_groups():
+    from imagestudio.embedded import WEIGHTS_DIR
+    from imagestudio.embedded.attention_report import PARTS, attention_shares
+
+    report = attention_shares(WEIGHTS_DIR, n=4, timesteps=(900, 300), batch=4)
+    assert list(report) == ["t=900", "t=300"]
+    for levels in report.values():
+        assert list(levels) == ["8x8", "4x4"]  # the UNet's two cross-attention levels
+        for shares in levels.values():
+            assert all(0 <= shares[p] <= 1 for p in PARTS)
+            assert sum(shares.values()) == pytest.approx(1.0, abs=2e-3)

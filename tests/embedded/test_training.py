@@ -88,11 +88,13 @@ def test_continuing_an_exported_model_fine_tunes_it_and_keeps_its_record(tiny_ru
     work, second = tmp_path / "work", tmp_path / "second"
     T.init_from(work, first)
     # the continued cycle also grounds each object's words in its box, binds each object's
-    # places to its words (grounding.py) and draws brown more often
-    cfg = dataclasses.replace(cfg, grounding_weight=0.1, binding_weight=0.1, color_weights={"brown": 3.0})
+    # places to its words rather than the padding or its neighbour's (grounding.py) and
+    # draws brown more often
+    cfg = dataclasses.replace(cfg, grounding_weight=0.1, binding_weight=0.1, separation_weight=0.2,
+                              color_weights={"brown": 3.0})
     T.run_all(work, second, cfg, stages=("data", "latents", "text", "ground", "finetune", "export"))
     rows = [json.loads(line) for line in (work / "finetune_loss.log").read_text().splitlines()]
-    assert rows and all(0 <= r["grounding"] <= 1 and 0 <= r["binding"] <= 1 for r in rows)
+    assert rows and all(0 <= r[k] <= 1 for r in rows for k in ("grounding", "binding", "separation"))
     start = UNet2DConditionModel.from_pretrained(first / "unet").state_dict()["conv_in.weight"].float()
     ft = torch.load(work / "finetune.ckpt", weights_only=False)["ema"]["conv_in.weight"]
     assert not torch.equal(ft, start) and (ft - start).abs().max() < 0.05  # trained on from it
@@ -101,6 +103,7 @@ def test_continuing_an_exported_model_fine_tunes_it_and_keeps_its_record(tiny_ru
     assert record["continued_from"]["finetune_steps"] == 2  # the first run's own record
     assert record["color_weights"] == {"brown": 3.0}  # so the eval can re-render its captions
     assert record["grounding_weight"] == 0.1 and record["binding_weight"] == 0.1
+    assert record["separation_weight"] == 0.2
     # rerunning the same command resumes: the fine-tune is not thrown away
     T.init_from(work, first)
     assert (work / "finetune.done").exists() and (work / "latents.pt").exists()
