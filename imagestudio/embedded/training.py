@@ -574,7 +574,8 @@ def export(work: Path, dest: Path, cfg: TrainConfig, studio: Optional[dict] = No
                         "seed": cfg.seed, "scenes": cfg.scenes}
     if (work / "init.json").exists():
         # a continued run: this record's steps come on top of the source's
-        info["training"] = {"finetune_steps": finetuned, "seed": cfg.seed, "scenes": cfg.scenes,
+        info["training"] = {"finetune_steps": finetuned, "finetune_lr": cfg.finetune_lr, "seed": cfg.seed,
+                            "scenes": cfg.scenes,
                             "continued_from": json.loads((work / "init.json").read_text())["training"]}
     if cfg.grounding_weight > 0:
         info["training"]["grounding_weight"] = cfg.grounding_weight

@@ -99,7 +99,7 @@ def test_continuing_an_exported_model_fine_tunes_it_and_keeps_its_record(tiny_ru
     ft = torch.load(work / "finetune.ckpt", weights_only=False)["ema"]["conv_in.weight"]
     assert not torch.equal(ft, start) and (ft - start).abs().max() < 0.05  # trained on from it
     record = json.loads((second / "studio.json").read_text())["training"]
-    assert record["finetune_steps"] == 2
+    assert record["finetune_steps"] == 2 and record["finetune_lr"] == cfg.finetune_lr
     assert record["continued_from"]["finetune_steps"] == 2  # the first run's own record
     assert record["color_weights"] == {"brown": 3.0}  # so the eval can re-render its captions
     assert record["grounding_weight"] == 0.1 and record["binding_weight"] == 0.1
