@@ -49,7 +49,9 @@ def attention_shares(folder: Path, n: int = 64, timesteps=(900, 600, 300), seed:
     tokens = grounding.token_masks(captions, spans, tok, training.MAX_TOKENS).float()
     padding = 1 - tok(captions, padding="max_length", max_length=training.MAX_TOKENS,
                       truncation=True, return_tensors="pt").attention_mask.float()
-    boxes = grounding.box_masks(scenes, grid=renderer.SIZE // 16)
+    # each cross-attention level's boxes at its own grid (8x8 and 4x4), drawn once
+    boxes = {side: grounding.box_masks(scenes, grid=side).flatten(2)
+             for side in (renderer.SIZE // 16, renderer.SIZE // 32)}
     images = np.stack([np.asarray(renderer.render(sc)) for sc in scenes])
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
     latents = torch.cat([vae.encode(x[i:i + batch]).latent_dist.mean for i in range(0, n, batch)])
@@ -67,19 +69,16 @@ def attention_shares(folder: Path, n: int = 64, timesteps=(900, 600, 300), seed:
             recorder.maps.clear()
             unet(sched.add_noise(latents[sl], noise, t), t, emb[sl])
             tok_b, pad_b = tokens[sl], padding[sl]
-            # each object's neighbours' tokens (spans never share a token)
-            other_b = (tok_b.sum(1, keepdim=True) - tok_b).clamp(max=1.0)
+            other_b = grounding.neighbour_tokens(tok_b)
             for m in recorder.maps:
                 side = int(round(m.shape[1] ** 0.5))
-                bx = grounding.box_masks(scenes[sl], grid=side) if side != boxes.shape[-1] else boxes[sl]
-                bx = bx.flatten(2)
-                own_places = bx * (bx.sum(1, keepdim=True) <= 1).float()  # [B, K, P]
-                npl = own_places.sum(-1)
+                places = grounding.own_places(boxes[side][sl])  # [B, K, P]
+                npl = places.sum(-1)
                 ok = (tok_b.any(-1)) & (npl > 0)
-                mean_at = lambda a: ((a * own_places).sum(-1) / npl.clamp_min(1))[ok]  # noqa: E731
+                mean_at = lambda a: ((a * places).sum(-1) / npl.clamp_min(1))[ok]  # noqa: E731
                 own = mean_at(torch.einsum("bpt,bkt->bkp", m, tok_b))
                 other = mean_at(torch.einsum("bpt,bkt->bkp", m, other_b))
-                pad = mean_at(torch.einsum("bpt,bt->bp", m, pad_b)[:, None].expand_as(own_places))
+                pad = mean_at(torch.einsum("bpt,bt->bp", m, pad_b)[:, None].expand_as(places))
                 key = f"{side}x{side}"
                 acc = sums.setdefault(key, dict.fromkeys(PARTS, 0.0))
                 acc["own"] += own.sum().item()

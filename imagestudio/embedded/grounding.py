@@ -152,6 +152,18 @@ def _object_attention(maps: list[torch.Tensor], tok: torch.Tensor, boxes: torch.
         yield torch.einsum("bpt,bkt->bkp", m, tok), bx.flatten(2)
 
 
+def own_places(bx: torch.Tensor) -> torch.Tensor:
+    """[B, K, P] boxes -> the places inside each object's box and no other's (a place
+    covered by two boxes belongs to neither)."""
+    return bx * (bx.sum(1, keepdim=True) <= 1).float()
+
+
+def neighbour_tokens(tok: torch.Tensor) -> torch.Tensor:
+    """[B, K, T] float token masks -> each object's neighbours' tokens (the objects'
+    spans never share a token)."""
+    return (tok.sum(1, keepdim=True) - tok).clamp(max=1.0)
+
+
 def grounding_loss(maps: list[torch.Tensor], tokens: torch.Tensor, boxes: torch.Tensor,
                    active: torch.Tensor) -> torch.Tensor:
     """Mean over recorded layers and objects of (1 - share of the object's token attention
@@ -190,14 +202,12 @@ def binding_loss(maps: list[torch.Tensor], tokens: torch.Tensor, boxes: torch.Te
         return maps[0].sum() * 0.0
     losses = []
     for a, bx in _object_attention(maps, tok, boxes):
-        # a place covered by two boxes belongs to neither
-        covered = bx.sum(1, keepdim=True)
-        own_places = bx * (covered <= 1).float()
-        n = own_places.sum(-1)  # [B, K]
+        places = own_places(bx)
+        n = places.sum(-1)  # [B, K]
         ok = has & (n > 0)
         if not ok.any():
             continue
-        share = (a * own_places).sum(-1) / n.clamp_min(1)
+        share = (a * places).sum(-1) / n.clamp_min(1)
         losses.append(((torch.relu(target - share) / target) ** 2)[ok].mean())
     if not losses:
         return maps[0].sum() * 0.0
@@ -218,21 +228,19 @@ def separation_loss(maps: list[torch.Tensor], tokens: torch.Tensor, boxes: torch
     cannot be met by mixing. Single-object scenes have nothing to separate. Same arguments
     as `grounding_loss`."""
     tok = tokens.float()
-    # each object's neighbours' tokens (the objects' spans never share a token)
-    other = (tok.sum(1, keepdim=True) - tok).clamp(max=1.0)
+    other = neighbour_tokens(tok)
     has = tok.any(-1) & other.any(-1) & active[:, None]  # [B, K]
     if not has.any():
         return maps[0].sum() * 0.0
     losses = []
     for (a_own, bx), (a_other, _) in zip(_object_attention(maps, tok, boxes),
                                          _object_attention(maps, other, boxes)):
-        covered = bx.sum(1, keepdim=True)
-        own_places = bx * (covered <= 1).float()
-        ok = has & (own_places.sum(-1) > 0)
+        places = own_places(bx)
+        ok = has & (places.sum(-1) > 0)
         if not ok.any():
             continue
-        own = (a_own * own_places).sum(-1)
-        oth = (a_other * own_places).sum(-1)
+        own = (a_own * places).sum(-1)
+        oth = (a_other * places).sum(-1)
         share = own / (own + oth + 1e-4)
         losses.append(((1 - share) ** 2)[ok].mean())
     if not losses:

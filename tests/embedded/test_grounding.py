@@ -86,15 +86,20 @@ def test_the_loss_is_zero_inside_the_box_and_high_outside_it():
     assert G.grounding_loss([outside], tokens, boxes, ~on) == 0
 
 
-def test_the_binding_loss_wants_an_objects_places_to_attend_to_its_own_words():
-    # two objects: 0 on the left (tokens 2-3), 1 on the right (tokens 6-7)
+def _two_objects():
+    """Boxes, token masks and the caption flag of one scene with two objects: 0 on the
+    left (tokens 2-3), 1 on the right (tokens 6-7)."""
     boxes = torch.zeros(1, 3, 8, 8)
     boxes[0, 0, 2:5, 0:3] = 1
     boxes[0, 1, 2:5, 5:8] = 1
     tokens = torch.zeros(1, 3, MAX_TOKENS, dtype=torch.bool)
     tokens[0, 0, 2:4] = True
     tokens[0, 1, 6:8] = True
-    on = torch.ones(1, dtype=torch.bool)
+    return boxes, tokens, torch.ones(1, dtype=torch.bool)
+
+
+def test_the_binding_loss_wants_an_objects_places_to_attend_to_its_own_words():
+    boxes, tokens, on = _two_objects()
 
     def maps(left_to, right_to, pad_share):
         # every place: pad_share on the padding (token 40), the rest on the given tokens
@@ -120,14 +125,7 @@ def test_the_binding_loss_wants_an_objects_places_to_attend_to_its_own_words():
 
 
 def test_the_separation_loss_wants_an_objects_places_to_read_its_words_not_its_neighbours():
-    # the same two objects as above
-    boxes = torch.zeros(1, 3, 8, 8)
-    boxes[0, 0, 2:5, 0:3] = 1
-    boxes[0, 1, 2:5, 5:8] = 1
-    tokens = torch.zeros(1, 3, MAX_TOKENS, dtype=torch.bool)
-    tokens[0, 0, 2:4] = True
-    tokens[0, 1, 6:8] = True
-    on = torch.ones(1, dtype=torch.bool)
+    boxes, tokens, on = _two_objects()
 
     def maps(left, right):
         # {token: share} at each object's places, the rest on the padding (token 40)
