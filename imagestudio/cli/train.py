@@ -53,6 +53,10 @@ def train(
     separation_weight: float = typer.Option(0.0, "--separation-weight", help="Weight of the separation "
                                             "loss in the fine-tune (an object's places read its own words "
                                             "rather than the other objects'); 0: off."),
+    text_layers: int = typer.Option(0, "--text-layers", help="Train the text encoder's last N layers "
+                                    "with the fine-tune (shipped as a small file next to its config); "
+                                    "0: the package's frozen encoder."),
+    text_lr: float = typer.Option(5e-5, "--text-lr", help="Peak learning rate of the trained text layers."),
     color_weights: str = typer.Option("", "--color-weights", help="Draw some colours more often in "
                                       "this run's data, e.g. 'brown=3,purple=3' (others weigh 1); "
                                       "recorded in studio.json."),
@@ -81,7 +85,7 @@ def train(
                       unet_steps=unet_steps, unet_batch=unet_batch, finetune_steps=finetune_steps,
                       finetune_lr=finetune_lr, max_minutes=max_minutes,
                       grounding_weight=grounding_weight, binding_weight=binding_weight,
-                      separation_weight=separation_weight,
+                      separation_weight=separation_weight, text_layers=text_layers, text_lr=text_lr,
                       color_weights=_parse_weights(color_weights))
     if stages is None:
         stages = ",".join(CONTINUE_STAGES if init_from is not None else STAGES)

