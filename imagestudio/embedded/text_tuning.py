@@ -10,6 +10,10 @@ little). So the fine-tune may train the last `n` layers with the UNet's losses a
 them as a small file (`TUNED_FILE`, fp16) next to the text encoder's config; the rest of
 the encoder still comes from the package, and `imagestudio.embedded.model_dir()` merges
 the two into an ordinary BertModel checkpoint that any StableDiffusionPipeline loads.
+The seventh cycle trained the last layer this way: two-object adherence 7.8% -> 54.7%,
+swaps 24% -> 0.8% of slots (README), although the probe's last-layer figure hardly moved
+(54.5% -> 55.8%): the layer made keys the UNet's places tell apart rather than states
+that linearly say their position.
 
 Training caches the states that enter the first trained layer (`entry_states`), so each
 step runs only the trained layers on them (`run_layers`), exactly as BertModel does.
