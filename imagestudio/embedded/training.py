@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import renderer
+from . import WEIGHTS_DIR, renderer, text_tuning
 
 MAX_TOKENS = 77
 
@@ -136,8 +136,6 @@ def load_text_encoder(tuned: Optional[Path] = None):
     enc = BertModel.from_pretrained(path, add_pooling_layer=False).eval()
     enc.config.use_attention_mask = True
     if tuned is not None:
-        from . import text_tuning
-
         text_tuning.apply_tuned(enc, tuned)
     return tok, enc
 
@@ -331,8 +329,6 @@ def stage_text(work: Path, cfg: TrainConfig, progress: Progress = _noop) -> None
     """The captions' text-encoder states: the last hidden states (`text.pt`), or, when
     the fine-tune trains the last `cfg.text_layers` layers, the states entering them and
     the attention masks (`text_entry.pt`)."""
-    from . import text_tuning
-
     n = cfg.text_layers
     out = work / ("text_entry.pt" if n else "text.pt")
     if out.exists():
@@ -405,8 +401,6 @@ def _unet_loop(work: Path, cfg: TrainConfig, unet, ema, ckpt: Path, total: int, 
     # the fine-tune may train the text encoder's last layers too (text_tuning.py)
     n_text = cfg.text_layers if weighting == "min-snr+1" else 0
     if n_text:
-        from . import text_tuning
-
         text = torch.load(work / "text_entry.pt")
         if text["text_layers"] != n_text:
             raise RuntimeError(f"text_entry.pt holds the states for {text['text_layers']} trained text layers, "
@@ -575,8 +569,6 @@ def init_from(work: Path, folder: Path) -> None:
     if marker.exists() and json.loads(marker.read_text())["from"] == str(folder.resolve()):
         return  # a rerun resumes: seeding again would throw the fine-tune away
     work.mkdir(parents=True, exist_ok=True)
-    from . import text_tuning
-
     for stale in ("latents.pt", "finetune.ckpt", "finetune.done", "text.pt", "text_entry.pt",
                   "text_tuned.safetensors"):
         # latents from another VAE, a fine-tune of another UNet or caption states from
@@ -620,18 +612,13 @@ def export(work: Path, dest: Path, cfg: TrainConfig, studio: Optional[dict] = No
     # kept in the config so that DDIMScheduler.from_config(...) gets them too
     sched.register_to_config(**ddim_only)
     sched.save_pretrained(dest / "scheduler")
-    from . import text_tuning
-
-    tok, enc = load_text_encoder(_work_tuned(work))
+    tok, enc = load_text_encoder()
     tok.save_pretrained(dest / "tokenizer")
     (dest / "text_encoder").mkdir(exist_ok=True)
     enc.config.save_pretrained(dest / "text_encoder")
     # layers trained in this cycle, or in an earlier one this cycle continued from
-    tuned_n = 0
-    if _work_tuned(work) is not None:
-        from safetensors.torch import load_file
-
-        tuned_n = text_tuning.trained_layer_count(load_file(str(_work_tuned(work))))
+    start = _work_tuned(work)
+    tuned_n = text_tuning.apply_tuned(enc, start) if start is not None else 0
     if "text_ema" in st:
         enc.load_state_dict(st["text_ema"], strict=False)
         tuned_n = max(tuned_n, text_tuning.trained_layer_count(st["text_ema"]))
@@ -646,8 +633,6 @@ def export(work: Path, dest: Path, cfg: TrainConfig, studio: Optional[dict] = No
         # weights. Outside the repo a complete checkpoint next to them makes the folder
         # load as it is (90 MB: never in the repo, see .gitignore)
         text_tuning.save_tuned(enc, tuned_n, dest / "text_encoder" / text_tuning.TUNED_FILE)
-        from . import WEIGHTS_DIR
-
         if dest.resolve() != WEIGHTS_DIR.resolve():
             text_tuning.merge_checkpoint(text_encoder_path() / "model.safetensors",
                                          dest / "text_encoder" / text_tuning.TUNED_FILE,
