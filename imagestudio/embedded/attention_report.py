@@ -8,15 +8,14 @@ binding and separation losses (grounding.py) and the README's figures on them:
 
     python -m imagestudio.embedded.attention_report --model imagestudio/embedded/weights
 
-Only training diagnostics use it; it needs the model's UNet and VAE and the MiniLM text
-encoder of the package (the same encoder the shipped model uses).
+Only training diagnostics use it; it needs the model's UNet and VAE and its text encoder
+(the package's MiniLM with the model's trained layers, where it has any).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import random
 from pathlib import Path
 
 import numpy as np
@@ -41,12 +40,9 @@ def attention_shares(folder: Path, n: int = 64, timesteps=(900, 600, 300), seed:
     tok, enc = training.load_text_encoder(text_tuning.tuned_file(folder))  # the model's own
     sched = training.make_train_scheduler()
 
-    rng = random.Random(seed)
-    scenes = [renderer.random_scene(rng, n_objects=2) for _ in range(n)]
-    captions = [renderer.caption(sc, rng) for sc in scenes]
+    scenes, captions, tokens = grounding.two_object_set(n, seed, tok, training.MAX_TOKENS)
+    tokens = tokens.float()
     emb = training.embed_texts(captions, tok, enc).float()
-    spans = [grounding.object_spans(sc, c) for sc, c in zip(scenes, captions)]
-    tokens = grounding.token_masks(captions, spans, tok, training.MAX_TOKENS).float()
     padding = 1 - tok(captions, padding="max_length", max_length=training.MAX_TOKENS,
                       truncation=True, return_tensors="pt").attention_mask.float()
     # each cross-attention level's boxes at its own grid (8x8 and 4x4), drawn once

@@ -69,6 +69,17 @@ def token_masks(captions: list[str], spans: list[list[Optional[tuple[int, int]]]
     return out
 
 
+def two_object_set(n: int, seed: int, tokenizer, max_tokens: int
+                   ) -> tuple[list[renderer.Scene], list[str], torch.Tensor]:
+    """`n` two-object scenes drawn from `seed`, their captions and each object's caption
+    tokens (as `token_masks`): the fixed set the training diagnostics measure on."""
+    rng = random.Random(seed)
+    scenes = [renderer.random_scene(rng, n_objects=2) for _ in range(n)]
+    captions = [renderer.caption(sc, rng) for sc in scenes]
+    spans = [object_spans(sc, c) for sc, c in zip(scenes, captions)]
+    return scenes, captions, token_masks(captions, spans, tokenizer, max_tokens)
+
+
 def object_box(obj: renderer.SceneObject, margin: int = 2) -> tuple[int, int, int, int]:
     """The object's box in 128-pixel image coordinates (x0, y0, x1, y1)."""
     cx, cy = renderer.POSITIONS[obj.position]

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 from pathlib import Path
 from typing import Optional
 
@@ -26,11 +25,8 @@ from . import grounding, renderer, text_tuning, training
 @torch.no_grad()
 def _object_states(tok, enc, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """([objects, layers + 1, D] mean span states, [objects] position index)."""
-    rng = random.Random(seed)
-    scenes = [renderer.random_scene(rng, n_objects=2) for _ in range(n)]
-    captions = [renderer.caption(sc, rng) for sc in scenes]
-    spans = [grounding.object_spans(sc, c) for sc, c in zip(scenes, captions)]
-    masks = grounding.token_masks(captions, spans, tok, training.MAX_TOKENS).float()
+    scenes, captions, masks = grounding.two_object_set(n, seed, tok, training.MAX_TOKENS)
+    masks = masks.float()
     positions = list(renderer.POSITIONS)
     feats, labels = [], []
     for i in range(0, n, 128):
