@@ -18,10 +18,10 @@ def studio_entry() -> dict:
         "default_steps": 20,
         "default_guidance": 4.0,
         "default_sampler": "DPM++ 2M",
-        # two objects in two places: drawn with a region each (engine.regions). Until the
-        # sixth cycle the model alone mixed their colours and kinds up; since the seventh
-        # (text layer trained) regions measure about the same as the model alone (README)
-        "auto_regions": True,
+        # not read from the prompt: until the sixth cycle the model alone mixed two objects'
+        # colours and kinds up and a region each helped; since the seventh (text layer
+        # trained) it binds them itself, and regions measured the same or worse (README)
+        "auto_regions": False,
         "can_draw": {
             "colors": list(renderer.COLORS),
             "objects": list(renderer.KINDS),
