@@ -7,7 +7,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -143,10 +143,11 @@ def evaluate(
     model: str = typer.Option("embedded", "--model", help="Catalog model name (generated through the "
                               "studio's engine), or a diffusers folder. 'embedded' uses diffusers directly."),
     models_dir: Optional[Path] = typer.Option(None, envvar="IMAGESTUDIO_MODELS", help="Models folder of the catalog."),
-    images: int = typer.Option(32, "--images", help="Prompts per set (single, two, paraphrase)."),
+    images: int = typer.Option(32, "--images", help="Prompts per set (single, two, paraphrase) and prompt seed."),
     steps: int = typer.Option(20),
     guidance: Optional[float] = typer.Option(None, help="Default: the model's studio.json."),
-    seed: int = typer.Option(777, help="Seed of the prompt sets."),
+    seed: List[int] = typer.Option([777], help="Seed of the prompt sets; repeat it (--seed 777 "
+                                   "--seed 778 --seed 779) to score over each seed's prompts together."),
     batch: int = typer.Option(8),
     judge_images: int = typer.Option(400, help="Rendered images for the judge's own accuracy."),
     threads: int = typer.Option(0, help="torch threads (0: torch's default)."),
