@@ -181,8 +181,8 @@ def evaluate(
         showcase.parent.mkdir(parents=True, exist_ok=True)
         ev.showcase_grid(generate, showcase)
     if edits and folder is not None:
-        studio = ev.engine_inpainter(steps=steps) if model == "embedded" else None
-        result.update(ev.edit_checks(folder, n=edits, steps=steps, studio=studio))
+        studio = ev.engine_inpainter(steps=steps, guidance=guidance) if model == "embedded" else None
+        result.update(ev.edit_checks(folder, n=edits, steps=steps, guidance=guidance, studio=studio))
     import torch
 
     result["threads"] = torch.get_num_threads()

@@ -95,6 +95,16 @@ def prompt_sets(n: int, seed: int = 777, exclude: Optional[set[str]] = None) -> 
     return sets
 
 
+def model_guidance(folder, guidance: Optional[float] = None) -> float:
+    """`guidance`, or else the model's own default from its studio.json (4.0 without one)."""
+    if guidance is not None:
+        return guidance
+    try:
+        return float(json.loads((Path(folder) / "studio.json").read_text())["default_guidance"])
+    except (OSError, KeyError, ValueError):
+        return 4.0
+
+
 def diffusers_generator(folder, steps: int = 20, guidance: Optional[float] = None,
                         threads: Optional[int] = None) -> Generate:
     import torch
@@ -105,11 +115,7 @@ def diffusers_generator(folder, steps: int = 20, guidance: Optional[float] = Non
     pipe = StableDiffusionPipeline.from_pretrained(str(folder), safety_checker=None,
                                                    requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)
-    if guidance is None:
-        try:
-            guidance = json.loads((Path(folder) / "studio.json").read_text())["default_guidance"]
-        except (OSError, KeyError, ValueError):
-            guidance = 4.0
+    guidance = model_guidance(folder, guidance)
     size = pipe.unet.config.sample_size * pipe.vae_scale_factor
 
     def generate(prompts: list[str], seeds: list[int]) -> list:
@@ -157,6 +163,20 @@ def colour_breakdown(labels: list[dict], requested: list[list[dict]]) -> dict:
     return {c: round(right[c] / slots[c], 4) for c in sorted(slots)}
 
 
+def colour_confusions(labels: list[dict], requested: list[list[dict]]) -> dict:
+    """How often each requested colour was drawn as another one at the requested place
+    ("orange->red": 5), most frequent first: what a colour-focused cycle should aim at."""
+    counts: dict[str, int] = {}
+    for found, wanted in zip(labels, requested):
+        at = {o["position"]: o for o in found["objects"]}
+        for r in wanted:
+            seen = at.get(r["position"])
+            if seen is not None and seen["color"] != r["color"]:
+                key = f"{r['color']}->{seen['color']}"
+                counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
 def _score(result: dict, name: str, labelled: list[dict], prompts: list[Prompt],
            seeds: Sequence[int] = ()) -> None:
     """A set's adherence and breakdown, from the judge's labels of its images. With
@@ -166,6 +186,7 @@ def _score(result: dict, name: str, labelled: list[dict], prompts: list[Prompt],
     result[f"adherence_{name}"] = round(sum(ok) / len(prompts), 4)
     result[f"breakdown_{name}"] = slot_breakdown(labelled, [p.objects for p in prompts])
     result[f"colours_{name}"] = colour_breakdown(labelled, [p.objects for p in prompts])
+    result[f"confusions_{name}"] = colour_confusions(labelled, [p.objects for p in prompts])
     if len(seeds) > 1:
         share = len(prompts) // len(seeds)
         for i, s in enumerate(seeds):
@@ -236,7 +257,7 @@ def evaluate(generate: Generate, n_per_set: int = 32, batch: int = 8,
 
 
 def edit_checks(folder, n: int = 16, seed: int = 4242, steps: int = 20,
-                guidance: float = 4.0, studio: Optional[Callable] = None) -> dict:
+                guidance: Optional[float] = None, studio: Optional[Callable] = None) -> dict:
     """img2img at strength 0.3 keeps the judge's labels of a rendered input; inpainting
     one object's box with a prompt naming a new colour changes that object's colour and
     no other label.
@@ -250,6 +271,7 @@ def edit_checks(folder, n: int = 16, seed: int = 4242, steps: int = 20,
     from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline, StableDiffusionPipeline
     from PIL import Image
 
+    guidance = model_guidance(folder, guidance)  # what users get unless they set it
     base = StableDiffusionPipeline.from_pretrained(str(folder), safety_checker=None, requires_safety_checker=False)
     i2i = StableDiffusionImg2ImgPipeline(**base.components)
     inp = StableDiffusionInpaintPipeline(**base.components)
@@ -293,7 +315,7 @@ def edit_checks(folder, n: int = 16, seed: int = 4242, steps: int = 20,
 
 
 def engine_inpainter(model: str = "embedded", models_dir=None, steps: int = 20,
-                     guidance: float = 4.0) -> Callable:
+                     guidance: Optional[float] = None) -> Callable:
     """Inpaint through the studio's engine: the request users send, mask blur and
     composite included."""
     import base64

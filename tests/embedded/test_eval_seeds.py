@@ -55,3 +55,4 @@ def test_colour_breakdown_names_the_colour_drawn_wrong():
              {"objects": [{"color": "red", "kind": "circle", "position": "left"},
                           {"color": "blue", "kind": "boat", "position": "right"}]}]
     assert ev.colour_breakdown(found, wanted) == {"blue": 0.5, "red": 1.0}
+    assert ev.colour_confusions(found, wanted) == {"blue->purple": 1}
