@@ -17,7 +17,7 @@ def studio_entry() -> dict:
         "native_size": renderer.SIZE,
         "default_steps": 20,
         # 2.5, not 4: stronger guidance oversaturates the model's browns into reds and its
-        # oranges into yellows; measured over five prompt seeds (README, "Guidance")
+        # oranges into yellows; measured over five prompt seeds (README, "Guidance 2.5")
         "default_guidance": 2.5,
         "default_sampler": "DPM++ 2M",
         # not read from the prompt: until the sixth cycle the model alone mixed two objects'
