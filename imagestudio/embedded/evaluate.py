@@ -127,6 +127,15 @@ def diffusers_generator(folder, steps: int = 20, guidance: Optional[float] = Non
     return generate
 
 
+def _slots(labels: list[dict], requested: list[list[dict]]):
+    """Each requested object ("slot"), what the judge found at its position (None:
+    nothing), and all the objects its prompt requested."""
+    for found, wanted in zip(labels, requested):
+        at = {o["position"]: o for o in found["objects"]}
+        for r in wanted:
+            yield r, at.get(r["position"]), wanted
+
+
 def slot_breakdown(labels: list[dict], requested: list[list[dict]]) -> dict:
     """Why images fail adherence, per requested object ("slot"): the share of slots
     with an object at the requested position, with the requested kind there, with the
@@ -134,18 +143,15 @@ def slot_breakdown(labels: list[dict], requested: list[list[dict]]) -> dict:
     object's kind and colour there instead: attribute binding gone wrong."""
     counts = {"position": 0, "kind": 0, "color": 0, "other_object": 0}
     slots = 0
-    for found, wanted in zip(labels, requested):
-        at = {o["position"]: o for o in found["objects"]}
-        for r in wanted:
-            slots += 1
-            seen = at.get(r["position"])
-            if seen is None:
-                continue
-            counts["position"] += 1
-            counts["kind"] += seen["kind"] == r["kind"]
-            counts["color"] += seen["color"] == r["color"]
-            counts["other_object"] += any((seen["kind"], seen["color"]) == (o["kind"], o["color"])
-                                          != (r["kind"], r["color"]) for o in wanted)
+    for r, seen, wanted in _slots(labels, requested):
+        slots += 1
+        if seen is None:
+            continue
+        counts["position"] += 1
+        counts["kind"] += seen["kind"] == r["kind"]
+        counts["color"] += seen["color"] == r["color"]
+        counts["other_object"] += any((seen["kind"], seen["color"]) == (o["kind"], o["color"])
+                                      != (r["kind"], r["color"]) for o in wanted)
     return {k: round(v / max(slots, 1), 4) for k, v in counts.items()}
 
 
@@ -154,12 +160,9 @@ def colour_breakdown(labels: list[dict], requested: list[list[dict]]) -> dict:
     requested place: which colours a model draws wrong most often."""
     right: dict[str, int] = {}
     slots: dict[str, int] = {}
-    for found, wanted in zip(labels, requested):
-        at = {o["position"]: o for o in found["objects"]}
-        for r in wanted:
-            slots[r["color"]] = slots.get(r["color"], 0) + 1
-            seen = at.get(r["position"])
-            right[r["color"]] = right.get(r["color"], 0) + (seen is not None and seen["color"] == r["color"])
+    for r, seen, _ in _slots(labels, requested):
+        slots[r["color"]] = slots.get(r["color"], 0) + 1
+        right[r["color"]] = right.get(r["color"], 0) + (seen is not None and seen["color"] == r["color"])
     return {c: round(right[c] / slots[c], 4) for c in sorted(slots)}
 
 
@@ -167,32 +170,29 @@ def colour_confusions(labels: list[dict], requested: list[list[dict]]) -> dict:
     """How often each requested colour was drawn as another one at the requested place
     ("orange->red": 5), most frequent first: what a colour-focused cycle should aim at."""
     counts: dict[str, int] = {}
-    for found, wanted in zip(labels, requested):
-        at = {o["position"]: o for o in found["objects"]}
-        for r in wanted:
-            seen = at.get(r["position"])
-            if seen is not None and seen["color"] != r["color"]:
-                key = f"{r['color']}->{seen['color']}"
-                counts[key] = counts.get(key, 0) + 1
+    for r, seen, _ in _slots(labels, requested):
+        if seen is not None and seen["color"] != r["color"]:
+            key = f"{r['color']}->{seen['color']}"
+            counts[key] = counts.get(key, 0) + 1
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def _score(result: dict, name: str, labelled: list[dict], prompts: list[Prompt],
-           seeds: Sequence[int] = ()) -> None:
-    """A set's adherence and breakdown, from the judge's labels of its images. With
+           seeds: Sequence[int], per_seed: dict) -> None:
+    """A set's adherence and breakdowns, from the judge's labels of its images. With
     several prompt seeds the set holds their prompts one seed after the other, in equal
-    shares: the adherence of each seed's share goes under `per_seed` as well."""
+    shares: each share's adherence goes into `per_seed` as well."""
     ok = [judge.satisfies(l, p.objects) for l, p in zip(labelled, prompts)]
+    requested = [p.objects for p in prompts]
     result[f"adherence_{name}"] = round(sum(ok) / len(prompts), 4)
-    result[f"breakdown_{name}"] = slot_breakdown(labelled, [p.objects for p in prompts])
-    result[f"colours_{name}"] = colour_breakdown(labelled, [p.objects for p in prompts])
-    result[f"confusions_{name}"] = colour_confusions(labelled, [p.objects for p in prompts])
+    result[f"breakdown_{name}"] = slot_breakdown(labelled, requested)
+    result[f"colours_{name}"] = colour_breakdown(labelled, requested)
+    result[f"confusions_{name}"] = colour_confusions(labelled, requested)
     if len(seeds) > 1:
         share = len(prompts) // len(seeds)
         for i, s in enumerate(seeds):
             part = ok[i * share:(i + 1) * share]
-            result.setdefault("per_seed", {}).setdefault(str(s), {})[f"adherence_{name}"] = \
-                round(sum(part) / len(part), 4)
+            per_seed.setdefault(str(s), {})[f"adherence_{name}"] = round(sum(part) / len(part), 4)
 
 
 def evaluate(generate: Generate, n_per_set: int = 32, batch: int = 8,
@@ -211,6 +211,7 @@ def evaluate(generate: Generate, n_per_set: int = 32, batch: int = 8,
     by_seed = [prompt_sets(n_per_set, s, exclude) for s in seeds]
     sets = {name: [p for b in by_seed for p in b[name]] for name in by_seed[0]}
     result: dict = {}
+    per_seed: dict = {}
     total = sum(len(v) for v in sets.values()) + (len(sets["two"]) if studio else 0)
     done = 0
     images_out = {}
@@ -227,7 +228,7 @@ def evaluate(generate: Generate, n_per_set: int = 32, batch: int = 8,
             done += len(chunk)
             if progress:
                 progress(done, total)
-        _score(result, name, labelled, prompts, seeds)
+        _score(result, name, labelled, prompts, seeds, per_seed)
         if keep_images:
             images_out[name] = list(zip(prompts, imgs))
     if studio is not None:
@@ -240,7 +241,7 @@ def evaluate(generate: Generate, n_per_set: int = 32, batch: int = 8,
             done += 1
             if progress:
                 progress(done, total)
-        _score(result, "two_studio", labelled, sets["two"], seeds)
+        _score(result, "two_studio", labelled, sets["two"], seeds, per_seed)
     acc = judge.judge_accuracy(judge_images)
     result["judge_accuracy"] = round(acc["objects"], 4)
     result["judge_background_accuracy"] = round(acc["background"], 4)
@@ -249,8 +250,8 @@ def evaluate(generate: Generate, n_per_set: int = 32, batch: int = 8,
     result["prompt_seeds"] = seeds
     result["generation_seconds_per_image"] = round(gen_seconds / max(total, 1), 4)
     result["seconds"] = round(time.time() - t0, 1)
-    if "per_seed" in result:
-        result["per_seed"] = result.pop("per_seed")  # after the pooled figures
+    if per_seed:
+        result["per_seed"] = per_seed
     if keep_images:
         result["_images"] = images_out
     return result
