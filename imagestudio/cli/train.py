@@ -38,6 +38,7 @@ def train(
     scenes: int = typer.Option(20000, help="Rendered training scenes."),
     vae_steps: int = typer.Option(1300, help="VAE steps on 64x64 crops."),
     vae_full_steps: int = typer.Option(40, help="VAE steps on full 128x128 images."),
+    decoder_steps: int = typer.Option(10200, help="Decoder-only steps on the frozen encoder's latents."),
     unet_steps: int = typer.Option(2300, help="UNet steps (the learning-rate schedule spans them)."),
     unet_batch: int = typer.Option(64),
     finetune_steps: int = typer.Option(3600, help="Fine-tune steps after the base "
@@ -67,6 +68,11 @@ def train(
     init_from: Optional[Path] = typer.Option(None, "--init-from", help="Continue an exported model "
                                              "(e.g. the shipped one): its VAE and UNet seed the work "
                                              "folder, then a new fine-tune cycle runs."),
+    replay: Optional[Path] = typer.Option(None, "--replay", help="Run a model's whole recorded training "
+                                          "history again (a model folder or its studio.json, e.g. "
+                                          "imagestudio/embedded/weights): the base run, then each fine-tune "
+                                          "cycle from the export before it, with the seeds and settings its "
+                                          "studio.json records."),
     judge: bool = typer.Option(False, "--judge", help="Also retrain the evaluator's judge."),
     judge_steps: int = typer.Option(2500),
     threads: int = typer.Option(0, help="torch threads (0: torch's default)."),
@@ -76,17 +82,30 @@ def train(
 
     from ..embedded import WEIGHTS_DIR
     from ..embedded import judge as judge_mod
+    from ..embedded import replay as replay_mod
     from ..embedded.training import TrainConfig, init_from as seed_work, run_all
 
     _set_threads(threads)
     work = work or _default_work()
     out = out or WEIGHTS_DIR
     cfg = TrainConfig(seed=seed, scenes=scenes, vae_steps=vae_steps, vae_full_steps=vae_full_steps,
+                      decoder_steps=decoder_steps,
                       unet_steps=unet_steps, unet_batch=unet_batch, finetune_steps=finetune_steps,
                       finetune_lr=finetune_lr, max_minutes=max_minutes,
                       grounding_weight=grounding_weight, binding_weight=binding_weight,
                       separation_weight=separation_weight, text_layers=text_layers, text_lr=text_lr,
                       color_weights=_parse_weights(color_weights))
+    record = None
+    if replay is not None:
+        if init_from is not None or stages is not None:
+            raise typer.BadParameter("--replay runs every recorded cycle itself; leave out --init-from "
+                                     "and --stages", param_hint="--replay")
+        try:
+            record = replay_mod.load_record(replay)
+            replay_mod.cycles(record)  # refuse an unreadable chain before any work starts
+        except ValueError as err:
+            raise typer.BadParameter(str(err), param_hint="--replay") from None
+        stages = ""
     if stages is None:
         stages = ",".join(CONTINUE_STAGES if init_from is not None else STAGES)
     chosen = tuple(s.strip() for s in stages.split(",") if s.strip())
@@ -111,11 +130,17 @@ def train(
                                   progress=lambda s, n, l: progress("judge", s, n, {"loss": l}))
             judge_mod.train_judge(steps=1200, seed=123, lr=5e-4, init=judge_mod.WEIGHTS,
                                   progress=lambda s, n, l: progress("judge-finetune", s, n, {"loss": l}))
-        if init_from is not None:
-            if not (init_from / "unet" / "config.json").exists():
-                raise typer.BadParameter(f"{init_from} is not an exported diffusers model folder")
-            seed_work(work, init_from)
-        run_all(work, out, cfg, progress, chosen)
+        if record is not None:
+            source = replay / "studio.json" if replay.is_dir() else replay
+            # the replayed model is used as the recorded one was (its guidance, regions, ...)
+            studio = {k: v for k, v in json.loads(source.read_text()).items() if k != "training"}
+            replay_mod.replay(record, work, out, cfg, progress, studio=studio, announce=bar.console.print)
+        else:
+            if init_from is not None:
+                if not (init_from / "unet" / "config.json").exists():
+                    raise typer.BadParameter(f"{init_from} is not an exported diffusers model folder")
+                seed_work(work, init_from)
+            run_all(work, out, cfg, progress, chosen)
     typer.echo(f"done in {(time.time() - t0) / 60:.1f} min; loss logs in {work}; model in {out}")
 
 
