@@ -76,6 +76,8 @@ def train(
     judge: bool = typer.Option(False, "--judge", help="Also retrain the evaluator's judge."),
     judge_steps: int = typer.Option(2500),
     threads: int = typer.Option(0, help="torch threads (0: torch's default)."),
+    device: str = typer.Option("auto", help="Where the networks train: cpu, cuda, cuda:1, ... "
+                               "(auto: the GPU when torch sees one, else the CPU)."),
 ) -> None:
     """Reproduce the embedded model from a seed: data, VAE, UNet, export (resumable)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -94,7 +96,7 @@ def train(
                       finetune_lr=finetune_lr, max_minutes=max_minutes,
                       grounding_weight=grounding_weight, binding_weight=binding_weight,
                       separation_weight=separation_weight, text_layers=text_layers, text_lr=text_lr,
-                      color_weights=_parse_weights(color_weights))
+                      color_weights=_parse_weights(color_weights), device=_device(device))
     record = None
     if replay is not None:
         if init_from is not None or stages is not None:
@@ -142,6 +144,18 @@ def train(
                 seed_work(work, init_from)
             run_all(work, out, cfg, progress, chosen)
     typer.echo(f"done in {(time.time() - t0) / 60:.1f} min; loss logs in {work}; model in {out}")
+
+
+def _device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        torch.empty(0, device=name)
+    except (RuntimeError, AssertionError) as err:  # no such device, or a torch built without it
+        raise typer.BadParameter(f"{name!r} cannot be used here: {err}", param_hint="--device") from None
+    return name
 
 
 def _parse_weights(text: str) -> Optional[dict]:

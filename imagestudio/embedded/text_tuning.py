@@ -98,15 +98,15 @@ def _mask_4d(enc, states: torch.Tensor, mask: torch.Tensor):
 def entry_states(texts: list[str], tok, enc, n: int, max_tokens: int, batch: int = 64
                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """(fp16 [N, T, D] states entering the first trained layer, bool [N, T] attention
-    mask), tokenized as the pipeline does (padded to `max_tokens`)."""
+    mask), tokenized as the pipeline does (padded to `max_tokens`), on the CPU."""
     start = first_trained(enc, n)
     states, masks = [], []
     for i in range(0, len(texts), batch):
         ids = tok(texts[i:i + batch], padding="max_length", max_length=max_tokens, truncation=True,
-                  return_tensors="pt")
+                  return_tensors="pt").to(enc.device)
         hs = enc(ids.input_ids, attention_mask=ids.attention_mask, output_hidden_states=True).hidden_states
-        states.append(hs[start].to(torch.float16))
-        masks.append(ids.attention_mask.bool())
+        states.append(hs[start].to("cpu", torch.float16))
+        masks.append(ids.attention_mask.bool().cpu())
     return torch.cat(states), torch.cat(masks)
 
 

@@ -73,6 +73,10 @@ class TrainConfig:
     # package's frozen encoder, as the first six cycles), and their peak learning rate
     text_layers: int = 0
     text_lr: float = 5e-5
+    # where the networks train ("cpu", "cuda", ...). Random draws stay on the CPU's
+    # generators and batches move to the device, so a seed draws the same batches,
+    # noise and timesteps on any device; not part of the recipe (never recorded).
+    device: str = "cpu"
 
     @property
     def uses_grounding(self) -> bool:
@@ -149,12 +153,12 @@ def _work_tuned(work: Path) -> Optional[Path]:
 @torch.no_grad()
 def embed_texts(texts: list[str], tok, enc, batch: int = 64) -> torch.Tensor:
     """Hidden states exactly as StableDiffusionPipeline computes them (77 tokens,
-    padded to max length, attention mask passed)."""
+    padded to max length, attention mask passed), on the CPU whatever `enc`'s device."""
     out = []
     for i in range(0, len(texts), batch):
         ids = tok(texts[i:i + batch], padding="max_length", max_length=MAX_TOKENS,
-                  truncation=True, return_tensors="pt")
-        out.append(enc(ids.input_ids, attention_mask=ids.attention_mask)[0].to(torch.float16))
+                  truncation=True, return_tensors="pt").to(enc.device)
+        out.append(enc(ids.input_ids, attention_mask=ids.attention_mask)[0].to("cpu", torch.float16))
     return torch.cat(out)
 
 
@@ -189,6 +193,11 @@ def _to_tensor(batch_u8: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(batch_u8).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
 
 
+def _load_ckpt(path: Path) -> dict:
+    """A checkpoint's tensors on the CPU, whichever device wrote them."""
+    return torch.load(path, weights_only=False, map_location="cpu")
+
+
 def _save_ckpt(path: Path, state: dict) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
@@ -208,13 +217,13 @@ def stage_vae(work: Path, cfg: TrainConfig, progress: Progress = _noop) -> None:
         return
     images = _load_images(work)
     torch.manual_seed(cfg.seed)
-    vae = AutoencoderKL(**vae_config())
+    vae = AutoencoderKL(**vae_config()).to(cfg.device)
     opt = torch.optim.AdamW(vae.parameters(), lr=1e-3, weight_decay=0.0)
     total = cfg.vae_steps + cfg.vae_full_steps
     step = 0
     ckpt = work / "vae.ckpt"
     if ckpt.exists():
-        st = torch.load(ckpt, weights_only=False)
+        st = _load_ckpt(ckpt)
         vae.load_state_dict(st["model"]); opt.load_state_dict(st["opt"]); step = st["step"]
     rng = np.random.default_rng(cfg.seed + step)
     last = time.time()
@@ -224,7 +233,7 @@ def stage_vae(work: Path, cfg: TrainConfig, progress: Progress = _noop) -> None:
         for g in opt.param_groups:
             g["lr"] = lr
         idx = rng.integers(0, len(images), cfg.vae_batch)
-        x = _to_tensor(images[idx])
+        x = _to_tensor(images[idx]).to(cfg.device)
         if step < cfg.vae_steps:
             c = cfg.vae_crop
             oy, ox = rng.integers(0, renderer.SIZE - c + 1, 2) // 8 * 8
@@ -258,11 +267,11 @@ def stage_latents(work: Path, cfg: TrainConfig, progress: Progress = _noop) -> N
     out = work / "latents.pt"
     if out.exists():
         return
-    vae = AutoencoderKL.from_pretrained(work / "vae").eval()
+    vae = AutoencoderKL.from_pretrained(work / "vae").eval().to(cfg.device)
     images = _load_images(work)
     lat = []
     for i in range(0, len(images), 64):
-        lat.append(vae.encode(_to_tensor(images[i:i + 64])).latent_dist.mean)
+        lat.append(vae.encode(_to_tensor(images[i:i + 64]).to(cfg.device)).latent_dist.mean.cpu())
         progress("latents", i, len(images), {})
     lat = torch.cat(lat)
     scaling = float(1.0 / lat.std())
@@ -287,13 +296,13 @@ def stage_decoder(work: Path, cfg: TrainConfig, progress: Progress = _noop) -> N
         return
     images = _load_images(work)
     latents = torch.load(work / "latents.pt")["latents"]
-    vae = AutoencoderKL.from_pretrained(work / "vae")
+    vae = AutoencoderKL.from_pretrained(work / "vae").to(cfg.device)
     params = list(vae.decoder.parameters()) + list(vae.post_quant_conv.parameters())
     opt = torch.optim.AdamW(params, lr=3e-4, weight_decay=0.0)
     step = 0
     ckpt = work / "decoder.ckpt"
     if ckpt.exists():
-        st = torch.load(ckpt, weights_only=False)
+        st = _load_ckpt(ckpt)
         vae.load_state_dict(st["model"]); opt.load_state_dict(st["opt"]); step = st["step"]
     rng = np.random.default_rng(cfg.seed + 11 + step)
     last = time.time()
@@ -306,8 +315,8 @@ def stage_decoder(work: Path, cfg: TrainConfig, progress: Progress = _noop) -> N
         idx = np.sort(rng.integers(0, len(images), cfg.vae_batch))
         c = 64 // f
         oy, ox = rng.integers(0, latents.shape[-1] - c + 1, 2)
-        z = latents[torch.from_numpy(idx)][:, :, oy:oy + c, ox:ox + c].float()
-        x = _to_tensor(images[idx])[:, :, oy * f:(oy + c) * f, ox * f:(ox + c) * f]
+        z = latents[torch.from_numpy(idx)][:, :, oy:oy + c, ox:ox + c].float().to(cfg.device)
+        x = _to_tensor(images[idx])[:, :, oy * f:(oy + c) * f, ox * f:(ox + c) * f].to(cfg.device)
         rec = vae.decode(z).sample
         loss, l1 = _recon_loss(rec, x)
         opt.zero_grad(set_to_none=True)
@@ -335,6 +344,7 @@ def stage_text(work: Path, cfg: TrainConfig, progress: Progress = _noop) -> None
         return
     captions = [str(c) for c in np.load(work / "data.npz")["captions"]]
     tok, enc = load_text_encoder(_work_tuned(work))
+    enc.to(cfg.device)
     parts = []
     for i in range(0, len(captions), 256):
         chunk = captions[i:i + 256]
@@ -395,9 +405,12 @@ def _unet_loop(work: Path, cfg: TrainConfig, unet, ema, ckpt: Path, total: int, 
                progress: Progress) -> int:
     """The UNet training loop shared by the base stage and the fine-tune; returns the
     step reached (checkpointed in `ckpt`, resumed from it)."""
+    dev = torch.device(cfg.device)
     lat_d = torch.load(work / "latents.pt")
     latents = lat_d["latents"]
     scaling = lat_d["scaling_factor"]
+    unet.to(dev)
+    ema.to(dev)
     # the fine-tune may train the text encoder's last layers too (text_tuning.py)
     n_text = cfg.text_layers if weighting == "min-snr+1" else 0
     if n_text:
@@ -407,6 +420,7 @@ def _unet_loop(work: Path, cfg: TrainConfig, unet, ema, ckpt: Path, total: int, 
                                f"not {n_text}: delete it to recompute")
         entry, entry_mask = text["entry"], text["mask"]
         _, enc = load_text_encoder(_work_tuned(work))
+        enc.to(dev)
         enc.requires_grad_(False)
         text_params = text_tuning.trained_parameters(enc, n_text)
         for p in text_params:
@@ -417,10 +431,10 @@ def _unet_loop(work: Path, cfg: TrainConfig, unet, ema, ckpt: Path, total: int, 
         text = torch.load(work / "text.pt")
         emb = text["emb"]
         text_params, text_ema_params = [], []
-    empty = text["empty"]
+    empty = text["empty"].to(dev)
     sched = make_train_scheduler()
     alphas = sched.alphas_cumprod
-    snr_all = alphas / (1 - alphas)
+    snr_all = (alphas / (1 - alphas)).to(dev)
 
     ground = None
     if weighting == "min-snr+1" and cfg.uses_grounding:
@@ -434,7 +448,7 @@ def _unet_loop(work: Path, cfg: TrainConfig, unet, ema, ckpt: Path, total: int, 
     opt = torch.optim.AdamW(groups, lr=lr_max, weight_decay=0.01)
     step = 0
     if ckpt.exists():
-        st = torch.load(ckpt, weights_only=False)
+        st = _load_ckpt(ckpt)
         unet.load_state_dict(st["model"]); ema.load_state_dict(st["ema"])
         opt.load_state_dict(st["opt"]); step = st["step"]
         if text_params:
@@ -456,21 +470,23 @@ def _unet_loop(work: Path, cfg: TrainConfig, unet, ema, ckpt: Path, total: int, 
         lr = lr_max * shape
         for g in opt.param_groups:
             g["lr"] = g.get("lr_max", lr_max) * shape
+        # drawn on the CPU in the same order on every device (see TrainConfig.device)
         idx = torch.randint(0, len(latents), (cfg.unet_batch,), generator=gen)
-        x0 = latents[idx].float() * scaling
-        drop = torch.rand(cfg.unet_batch, generator=gen) < cfg.caption_dropout
+        x0 = latents[idx].to(dev).float() * scaling
+        drop = (torch.rand(cfg.unet_batch, generator=gen) < cfg.caption_dropout).to(dev)
         if n_text:
-            states, mask = entry[idx].float(), entry_mask[idx].clone()
-            states[drop], mask[drop] = empty.float(), text["empty_mask"]
+            states, mask = entry[idx].to(dev).float(), entry_mask[idx].to(dev)
+            states[drop], mask[drop] = empty.float(), text["empty_mask"].to(dev)
             cond = text_tuning.run_layers(enc, n_text, states, mask)
         else:
-            cond = emb[idx].float()
+            cond = emb[idx].to(dev).float()
             cond[drop] = empty.float()
-        noise = torch.randn(x0.shape, generator=gen)
+        noise = torch.randn(x0.shape, generator=gen).to(dev)
         if noise_bias == 1.0:
             t = torch.randint(0, n_t, (cfg.unet_batch,), generator=gen)
         else:
             t = biased_timesteps(cfg.unet_batch, n_t, noise_bias, gen)
+        t = t.to(dev)
         xt = sched.add_noise(x0, noise, t)
         target = sched.get_velocity(x0, noise, t)
         if ground is not None:
@@ -480,7 +496,7 @@ def _unet_loop(work: Path, cfg: TrainConfig, unet, ema, ckpt: Path, total: int, 
         loss = (w * ((pred - target) ** 2).mean(dim=(1, 2, 3))).mean()
         aux: dict[str, torch.Tensor] = {}
         if ground is not None:
-            g_tokens, g_boxes = ground["tokens"][idx], ground["boxes"][idx].float()
+            g_tokens, g_boxes = ground["tokens"][idx].to(dev), ground["boxes"][idx].to(dev).float()
             if cfg.grounding_weight > 0:
                 aux["grounding"] = grounding.grounding_loss(recorder.maps, g_tokens, g_boxes, ~drop)
             if cfg.binding_weight > 0:
@@ -548,7 +564,7 @@ def stage_finetune(work: Path, cfg: TrainConfig, progress: Progress = _noop) -> 
     unet, ema = _new_unets(cfg.seed + 1)
     ft = work / "finetune.ckpt"
     if not ft.exists():
-        base = torch.load(work / "unet.ckpt", weights_only=False)["ema"]
+        base = _load_ckpt(work / "unet.ckpt")["ema"]
         unet.load_state_dict(base)
         ema.load_state_dict(base)
     step = _unet_loop(work, cfg, unet, ema, ft, cfg.finetune_steps, cfg.finetune_lr,
@@ -602,7 +618,7 @@ def export(work: Path, dest: Path, cfg: TrainConfig, studio: Optional[dict] = No
     vae.register_to_config(scaling_factor=lat_d["scaling_factor"])
     vae.to(torch.float16).save_pretrained(dest / "vae")
     ckpt = work / "finetune.ckpt" if (work / "finetune.ckpt").exists() else work / "unet.ckpt"
-    st = torch.load(ckpt, weights_only=False)
+    st = _load_ckpt(ckpt)
     unet = UNet2DConditionModel(**unet_config())
     unet.load_state_dict(st["ema"])
     unet.to(torch.float16).save_pretrained(dest / "unet")

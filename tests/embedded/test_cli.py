@@ -45,3 +45,11 @@ def test_train_init_from_a_folder_that_is_no_model_is_refused(tmp_path):
     assert result.exit_code != 0
     assert "not an exported diffusers model folder" in result.output
     assert not (tmp_path / "work" / "data.npz").exists()  # refused before any work
+
+
+def test_train_refuses_a_device_it_cannot_use(tmp_path):
+    result = CliRunner().invoke(app, ["train", "--work", str(tmp_path / "work"), "--device", "warp9",
+                                      "--stages", "data"])
+    assert result.exit_code == 2
+    assert "'warp9' cannot be used here" in " ".join(result.output.replace("│", " ").split())
+    assert not (tmp_path / "work").exists()  # refused before any work
