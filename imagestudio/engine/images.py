@@ -31,6 +31,11 @@ def binary_mask(mask: Image.Image, size: tuple[int, int]) -> Image.Image:
     return grey.point(lambda v: 255 if v >= 128 else 0)
 
 
+def grow_mask(mask: Image.Image, pixels: int) -> Image.Image:
+    """The mask widened by `pixels` on every side (a square dilation)."""
+    return mask.filter(ImageFilter.MaxFilter(2 * pixels + 1)) if pixels > 0 else mask
+
+
 def full_mask(size: tuple[int, int]) -> Image.Image:
     """Repaint everything (what txt2img/img2img mean to an inpainting model)."""
     return Image.new("L", size, 255)

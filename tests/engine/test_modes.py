@@ -126,6 +126,37 @@ def test_inpaint_keeps_every_pixel_outside_the_mask(tiny_engine, photo, mask_fil
         assert (out[~outside] != original[~outside]).any(axis=-1).mean() > 0.5
 
 
+@pytest.mark.parametrize("model", ["tiny", "tiny-inpaint"])
+def test_a_plain_unet_redraws_two_latent_cells_beyond_the_mask(tiny_engine, photo, mask_file, model, monkeypatch):
+    """Latent blending keeps the cells outside the mask, and the VAE carries the masked
+    object's colour into those next to it: a plain UNet is handed the mask grown by two
+    latent cells (the composite still restores every pixel outside the user's mask, see
+    above); an inpainting UNet sees the masked image itself and gets the user's mask."""
+    handed = []
+    get = tiny_engine.cache.get
+
+    def spying_get(info, kind="txt2img"):
+        pipe = get(info, kind)
+
+        class Spy:
+            def __getattr__(self, name):
+                return getattr(pipe, name)
+
+            def __call__(self, **kwargs):
+                handed.append((kwargs["mask_image"][0], pipe.vae_scale_factor))
+                return pipe(**kwargs)
+        return Spy() if kind == "inpaint" else pipe
+
+    monkeypatch.setattr(tiny_engine.cache, "get", spying_get)
+    tiny_engine.generate(GenerationRequest(mode="inpaint", prompt="a blue square", model=model, seed=3, steps=2,
+                                           init_image=str(photo), mask=str(mask_file)))
+    (mask, factor), = handed
+    ys, xs = np.nonzero(np.asarray(mask) >= 128)
+    grow = 2 * factor if model == "tiny" else 0
+    # the user's mask is the box x 24..71, y 16..47 of the 96x64 photo
+    assert (xs.min(), xs.max(), ys.min(), ys.max()) == (24 - grow, 71 + grow, 16 - grow, 47 + grow)
+
+
 @pytest.mark.parametrize("mode", ["txt2img", "img2img", "variation"])
 def test_an_inpainting_model_draws_in_every_mode(tiny_engine, photo, mask_file, mode):
     """A 9-channel UNet cannot run the plain pipelines: txt2img and img2img repaint
