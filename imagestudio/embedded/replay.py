@@ -85,11 +85,17 @@ def plan(record: dict, base: T.TrainConfig) -> list[tuple[T.TrainConfig, tuple[s
     return steps
 
 
+def finished(work: Path, cfg: T.TrainConfig) -> bool:
+    """Whether a cycle's UNet stages ran to their last step."""
+    return (work / "unet.done").exists() and (cfg.finetune_steps <= 0 or (work / "finetune.done").exists())
+
+
 def replay(record: dict, work: Path, out: Path, base: T.TrainConfig, progress: T.Progress = T._noop,
-           studio: Optional[dict] = None, announce=lambda text: None) -> Path:
+           studio: Optional[dict] = None, announce=lambda text: None) -> Optional[Path]:
     """Run every cycle of `record` in turn into `work/cycle-NN` (each exported to
     `work/cycle-NN/model`, the last one to `out`). Rerunning resumes: a cycle whose export
-    is there is skipped, a cycle in progress resumes from its checkpoints."""
+    is there is skipped, a cycle in progress resumes from its checkpoints. Returns `out`,
+    or None when `base.max_minutes` stopped a cycle first."""
     steps = plan(record, base)
     previous: Optional[Path] = None
     for i, (cfg, stages) in enumerate(steps):
@@ -106,6 +112,12 @@ def replay(record: dict, work: Path, out: Path, base: T.TrainConfig, progress: T
         if previous is not None:
             T.init_from(cycle_work, previous)
         T.run_all(cycle_work, dest, cfg, progress, stages[:-1])
+        if not finished(cycle_work, cfg):
+            # --max-minutes stopped a UNet stage: exporting now would hand the next cycle
+            # a half-trained UNet and mark this one done
+            announce(f"cycle {i + 1} stopped by --max-minutes before its last step; "
+                     "rerun the same command to go on")
+            return None
         T.export(cycle_work, dest, cfg, studio if last else None)
         done.write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
         previous = dest

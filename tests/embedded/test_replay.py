@@ -84,6 +84,20 @@ def test_replay_gives_back_the_recorded_model_bit_for_bit(two_cycles, tmp_path):
     assert said == []
 
 
+def test_a_replay_stopped_by_its_time_limit_resumes_instead_of_moving_on(two_cycles, tmp_path):
+    said = []
+    hurried = dataclasses.replace(TINY, max_minutes=1e-9)  # stops each UNet stage after its first step
+    assert R.replay(R.load_record(two_cycles / "second"), tmp_path, tmp_path / "out", hurried,
+                    announce=said.append) is None
+    assert said[-1] == "cycle 1 stopped by --max-minutes before its last step; rerun the same command to go on"
+    assert not (tmp_path / "cycle-00" / "model").exists() and not (tmp_path / "cycle-01").exists()
+    said.clear()
+    assert R.replay(R.load_record(two_cycles / "second"), tmp_path, tmp_path / "out", TINY,
+                    announce=said.append) == tmp_path / "out"
+    assert len(said) == 2  # cycle 1 resumed, then cycle 2
+    assert json.loads((tmp_path / "out" / "studio.json").read_text())["training"]["seed"] == 9
+
+
 def test_the_cli_replays_and_refuses_what_it_cannot(two_cycles, tmp_path):
     from typer.testing import CliRunner
 
