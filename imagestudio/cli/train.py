@@ -45,6 +45,10 @@ def train(
                                        "UNet (weight 1 at high noise, more high-noise steps); 0 skips."),
     finetune_lr: float = typer.Option(3e-4, help="Fine-tune peak learning rate (cosine to a fifth "
                                       "of it); lower it to continue an already fine-tuned model."),
+    finetune_noise_bias: float = typer.Option(1.5, "--finetune-noise-bias", help="How the fine-tune "
+                                              "draws its noise levels: above 1 more near pure noise (where "
+                                              "the layout is decided), 1 uniform, below 1 more at low noise "
+                                              "(where img2img and inpainting finish)."),
     grounding_weight: float = typer.Option(0.0, "--grounding-weight", help="Weight of the token-"
                                            "grounding loss in the fine-tune (each object's words attend "
                                            "to its box); 0: the plain recipe."),
@@ -93,7 +97,8 @@ def train(
     cfg = TrainConfig(seed=seed, scenes=scenes, vae_steps=vae_steps, vae_full_steps=vae_full_steps,
                       decoder_steps=decoder_steps,
                       unet_steps=unet_steps, unet_batch=unet_batch, finetune_steps=finetune_steps,
-                      finetune_lr=finetune_lr, max_minutes=max_minutes,
+                      finetune_lr=finetune_lr, finetune_noise_bias=finetune_noise_bias,
+                      max_minutes=max_minutes,
                       grounding_weight=grounding_weight, binding_weight=binding_weight,
                       separation_weight=separation_weight, text_layers=text_layers, text_lr=text_lr,
                       color_weights=_parse_weights(color_weights), device=_device(device))

@@ -676,6 +676,9 @@ def export(work: Path, dest: Path, cfg: TrainConfig, studio: Optional[dict] = No
         info["training"] = {"finetune_steps": finetuned, "finetune_lr": cfg.finetune_lr, "seed": cfg.seed,
                             "scenes": cfg.scenes,
                             "continued_from": json.loads((work / "init.json").read_text())["training"]}
+    if finetuned and cfg.finetune_noise_bias != TrainConfig.finetune_noise_bias:
+        # every cycle before this setting existed drew at the default 1.5
+        info["training"]["finetune_noise_bias"] = cfg.finetune_noise_bias
     if cfg.grounding_weight > 0:
         info["training"]["grounding_weight"] = cfg.grounding_weight
     if cfg.binding_weight > 0:

@@ -31,6 +31,7 @@ def test_the_shipped_record_plans_the_base_run_and_each_cycle_with_its_settings(
     assert third.grounding_weight == 0.1 and third.binding_weight == 0 and "ground" in third_stages
     assert third.color_weights is None and third.text_layers == 0
     assert by_seed[2032][0].text_layers == 1 and by_seed[2033][0].text_layers == 2
+    assert {cfg.finetune_noise_bias for cfg, _ in steps} == {1.5}  # all drew at the default
     ninth = by_seed[2034][0]
     assert (ninth.finetune_steps, ninth.separation_weight, ninth.color_weights) == \
         (1200, 0.3, {"brown": 3.0, "purple": 3.0})
@@ -55,7 +56,7 @@ def two_cycles(tmp_path_factory):
     T.init_from(root / "w1", root / "first")
     cycle = dataclasses.replace(TINY, seed=9, finetune_steps=2, finetune_lr=1e-4, grounding_weight=0.1,
                                 separation_weight=0.2, text_layers=1, text_lr=1e-4,
-                                color_weights={"brown": 3.0})
+                                color_weights={"brown": 3.0}, finetune_noise_bias=0.8)
     T.run_all(root / "w1", root / "second", cycle, stages=("data", "latents", "text", "ground", "finetune",
                                                            "export"))
     return root
@@ -72,6 +73,9 @@ def test_replay_gives_back_the_recorded_model_bit_for_bit(two_cycles, tmp_path):
     assert len(said) == 2 and said[0].startswith("cycle 1 of 2: seed 1234") and "seed 9" in said[1]
     record = lambda folder: json.loads((folder / "studio.json").read_text())["training"]  # noqa: E731
     assert record(out) == record(source)
+    # the second cycle drew more low-noise steps: recorded, and replayed with it (at the
+    # default 1.5 the UNet would not come back bit for bit)
+    assert record(source)["finetune_noise_bias"] == 0.8 and "finetune_noise_bias" not in record(out)["continued_from"]
     assert _weights(out, "unet") == _weights(source, "unet")
     assert _weights(out, "vae") == _weights(source, "vae")
     tuned = "text_encoder/tuned_layers.safetensors"

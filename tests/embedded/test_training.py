@@ -104,6 +104,7 @@ def test_continuing_an_exported_model_fine_tunes_it_and_keeps_its_record(tiny_ru
     assert record["color_weights"] == {"brown": 3.0}  # so the eval can re-render its captions
     assert record["grounding_weight"] == 0.1 and record["binding_weight"] == 0.1
     assert record["separation_weight"] == 0.2
+    assert "finetune_noise_bias" not in record  # drawn at the default, as every cycle before it
     # rerunning the same command resumes: the fine-tune is not thrown away
     T.init_from(work, first)
     assert (work / "finetune.done").exists() and (work / "latents.pt").exists()
@@ -121,11 +122,12 @@ def test_the_cli_continues_a_model_without_retraining_its_vae(tiny_run, tmp_path
     work, out = tmp_path / "work", tmp_path / "out"
     result = CliRunner().invoke(app, ["train", "--init-from", str(first), "--work", str(work), "--out", str(out),
                                       "--seed", "9", "--scenes", "12", "--unet-batch", "2", "--finetune-steps", "1",
-                                      "--threads", "1"])
+                                      "--finetune-noise-bias", "0.9", "--threads", "1"])
     assert result.exit_code == 0, result.output
     logs = sorted(p.name for p in work.glob("*_loss.log"))
     assert logs == ["finetune_loss.log"], logs
     record = json.loads((out / "studio.json").read_text())["training"]
     assert record["seed"] == 9 and record["finetune_steps"] == 1 and "continued_from" in record
+    assert record["finetune_noise_bias"] == 0.9 and "finetune_noise_bias" not in record["continued_from"]
     vae = lambda folder: (folder / "vae" / "diffusion_pytorch_model.safetensors").read_bytes()  # noqa: E731
     assert vae(out) == vae(first)  # the VAE ships unchanged
