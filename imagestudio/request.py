@@ -106,6 +106,12 @@ REGION_AREAS: dict[str, tuple[float, float, float, float]] = {
 }
 
 MAX_REGIONS = 4
+# Denoising strength when a request gives none. Inpainting usually asks for something new
+# under the mask (another colour, another object), which needs more noise than img2img's
+# light touch: recolouring one object of 96 rendered scenes, the embedded model got 86
+# right at 0.9 and at 1.0, 84 at 0.85, 74 at 0.75 (and 19 of the first 32 at 0.6).
+DEFAULT_STRENGTH = 0.6
+DEFAULT_INPAINT_STRENGTH = 0.9
 
 
 class Region(BaseModel):
@@ -196,7 +202,8 @@ class GenerationRequest(BaseModel):
     seed: int = Field(-1, ge=-1, le=2**32 - 1, description="-1 = random; image i uses seed+i.")
     variation_seed: Optional[int] = Field(None, ge=-1, le=2**32 - 1)
     variation_strength: float = Field(0.0, ge=0, le=1)
-    strength: float = Field(0.6, ge=0, le=1, description="Denoising strength for img2img/inpaint.")
+    strength: Optional[float] = Field(None, ge=0, le=1, description="Denoising strength for img2img/inpaint; "
+                                      f"None = {DEFAULT_STRENGTH} for img2img, {DEFAULT_INPAINT_STRENGTH} for inpaint.")
     init_image: Optional[str] = Field(None, description="Reference image (path, data URI or base64).")
     mask: Optional[str] = Field(None, description="Inpaint mask: white = repaint, black = keep.")
     outpaint: Outpaint = Field(default_factory=Outpaint)
@@ -248,6 +255,8 @@ class GenerationRequest(BaseModel):
             raise ValueError("give regions or auto_regions, not both")
         if self.regions and self.mode is Mode.upscale:
             raise ValueError("regions apply to generation modes, not upscale")
+        if self.strength is None:
+            self.strength = DEFAULT_INPAINT_STRENGTH if self.mode is Mode.inpaint else DEFAULT_STRENGTH
         if (self.width is None) != (self.height is None):
             raise ValueError("give both width and height, or neither")
         if self.width is not None and self.aspect_ratio is not None:

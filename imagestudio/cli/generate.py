@@ -63,7 +63,8 @@ def generate(
     seed: int = typer.Option(-1, "--seed", help="-1 = random."),
     variation_seed: Optional[int] = typer.Option(None, "--variation-seed"),
     variation_strength: float = typer.Option(0.0, "--variation-strength"),
-    strength: float = typer.Option(0.6, "--strength", help="Denoising strength for img2img/inpaint (0.4-0.8 is the useful range)."),
+    strength: Optional[float] = typer.Option(None, "--strength", help="Denoising strength for img2img/inpaint "
+                                             "(default 0.6 for img2img, 0.9 for inpaint; 0.4-0.8 is img2img's useful range)."),
     sampler: Optional[str] = typer.Option(None, "--sampler"),
     steps: Optional[int] = typer.Option(None, "--steps"),
     guidance: Optional[float] = typer.Option(None, "--guidance", "--cfg"),

@@ -374,8 +374,7 @@ class _Run:
             pipe = self.engine.cache.get(self.info, "img2img")
         kwargs = self._common(pipe)
         kwargs.update(extra)
-        # diffusers runs int(steps * strength) steps: keep at least one.
-        kwargs["num_inference_steps"] = max(steps, math.ceil(1 / strength))
+        kwargs["num_inference_steps"] = _steps_for(steps, strength)
         return pipe(image=images, strength=strength, **kwargs).images
 
     def _keep(self, source, images: list) -> list:
@@ -405,9 +404,11 @@ class _Run:
         return self._repaint(canvas, mask, 1.0)
 
     def _repaint(self, image, mask, strength: float) -> list:
+        self.strength = strength
+        if strength <= 0:  # nothing to repaint
+            return [image.copy() for _ in range(self.req.count)]
         pipe = self.engine.cache.get(self.info, "inpaint")
         width, height = px.fit_size(*image.size, self.info.max_side)
-        self.strength = strength
         work_mask = mask.resize((width, height), px.Image.NEAREST)
         if not self.info.inpainting:
             # A plain UNet repaints by blending latents: outside the mask they are the
@@ -416,9 +417,11 @@ class _Run:
             # Letting it redraw two latent cells more frees that border; the composite
             # below still puts back every pixel outside the user's mask.
             work_mask = px.grow_mask(work_mask, 2 * pipe.vae_scale_factor)
+        kwargs = self._common(pipe)
+        kwargs["num_inference_steps"] = _steps_for(self.req.steps, strength)
         out = pipe(image=[image.resize((width, height), px.Image.LANCZOS)] * self.req.count,
                    mask_image=[work_mask] * self.req.count,
-                   height=height, width=width, strength=strength, **self._common(pipe))
+                   height=height, width=width, strength=strength, **kwargs)
         return [px.composite(image, generated, mask, self.req.mask_blur) for generated in out.images]
 
     # metadata ---------------------------------------------------------------
@@ -473,6 +476,12 @@ class _Run:
 def hires_size(width: int, height: int, scale: float) -> tuple[int, int]:
     """The hires-fix output size: `scale` times larger, rounded to multiples of 8."""
     return (max(8, int(round(width * scale / 8)) * 8), max(8, int(round(height * scale / 8)) * 8))
+
+
+def _steps_for(steps: int, strength: float) -> int:
+    """Steps to ask of an img2img or inpaint pipeline: diffusers runs int(steps * strength)
+    of them and refuses zero, so a low strength with few steps still runs one."""
+    return max(steps, math.ceil(1 / strength))
 
 
 def request_json(request: GenerationRequest, index: int) -> str:

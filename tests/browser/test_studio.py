@@ -12,6 +12,8 @@ import pytest
 from PIL import Image, ImageChops, PngImagePlugin
 from serverkit import TINY, wait_job
 
+from imagestudio.store.metadata import parse_parameters, read_parameters
+
 expect = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed").expect
 
 pytestmark = pytest.mark.browser
@@ -201,6 +203,8 @@ def test_repaint_changes_only_the_painted_area(page, server, tmp_path, shot):
     repainted = Image.open(path).convert("RGB")
     before = api_image(server, original["id"])
     assert repainted.size == before.size
+    # the page leaves the strength to the server's inpaint default
+    assert parse_parameters(read_parameters(path))["Denoising strength"] == "0.9"
 
     # The painted band, in image pixels, widened by the brush radius and a margin.
     scale = before.width / box["width"]

@@ -57,10 +57,14 @@ def test_img2img_inpaint_outpaint_from_the_cli(tmp_path, models):
     m = Image.new("L", (64, 64), 0)
     m.paste(255, (0, 0, 32, 64))
     m.save(mask)
-    for args, size in (
-        (["--init", init, "--strength", 0.5], (64, 64)),
-        (["--init", init, "--mask", mask, "--model", "tiny-inpaint"], (64, 64)),
-        (["--init", init, "--outpaint", "left=32,right=32"], (128, 64)),
+    # without --strength, img2img keeps more of the picture than inpaint, which usually
+    # asks for something new under the mask; outpaint always fills its new area from noise
+    for args, size, strength in (
+        (["--init", init, "--strength", 0.5], (64, 64), "0.5"),
+        (["--init", init], (64, 64), "0.6"),
+        (["--init", init, "--mask", mask, "--model", "tiny-inpaint"], (64, 64), "0.9"),
+        (["--init", init, "--mask", mask, "--strength", 0.4], (64, 64), "0.4"),
+        (["--init", init, "--outpaint", "left=32,right=32"], (128, 64), "1.0"),
     ):
         out = tmp_path / str(len(list(tmp_path.iterdir())))
         result = run("generate", "a green tree", "--steps", 2, "--out", out, *models,
@@ -68,6 +72,7 @@ def test_img2img_inpaint_outpaint_from_the_cli(tmp_path, models):
         assert result.exit_code == 0, result.output
         (png,) = list(out.glob("*.png"))
         assert Image.open(png).size == size
+        assert parse_parameters(read_parameters(png))["Denoising strength"] == strength
 
 
 @pytest.mark.parametrize("args, message, code", [

@@ -141,6 +141,19 @@ def test_img2img_with_tiny_strength_still_runs(tiny_engine, tmp_path):
     assert zero.images[0].drift["ssim"] == pytest.approx(1.0)
 
 
+@pytest.mark.parametrize("model", ["tiny", "tiny-inpaint"])
+def test_inpaint_with_tiny_or_zero_strength_still_runs(tiny_engine, tmp_path, model):
+    init, mask = tmp_path / "init.png", tmp_path / "mask.png"
+    Image.new("RGB", (64, 64), (10, 200, 30)).save(init)
+    Image.new("L", (64, 64), 255).save(mask)
+    for strength in (0.1, 0.0):
+        result = tiny_engine.generate(GenerationRequest(mode="inpaint", prompt="x", model=model, steps=3,
+                                                        strength=strength, init_image=str(init), mask=str(mask),
+                                                        count=2))
+        assert [im.image.size for im in result.images] == [(64, 64)] * 2
+        assert (np.array_equal(np.asarray(result.images[0].image), np.asarray(Image.open(init))) == (strength == 0))
+
+
 def test_upscale_reports_tiles_and_can_be_cancelled(tiny_engine, tmp_path):
     from imagestudio.engine import CancelToken
     from imagestudio.errors import Cancelled

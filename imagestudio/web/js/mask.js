@@ -150,7 +150,8 @@ async function submitRepaint(event) {
   }
   const request = {
     ...formSettings(), mode: "inpaint", prompt, negative_prompt: $("#negative").value, model: modelFor(current),
-    init_image: `image:${current.id}`, mask, strength: 0.85, seed: -1,
+    // null: the server's inpaint strength, which is tuned for asking something new of the area
+    init_image: `image:${current.id}`, mask, strength: null, seed: -1,
   };
   submitFrom($("#repaint"), "#err-repaint", $("#repaint-submit"), request, `Repaint · ${prompt}`);
 }
