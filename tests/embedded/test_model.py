@@ -95,8 +95,8 @@ def test_edit_checks_score_the_studio_inpaint_which_keeps_the_rest_exactly():
 
 def test_an_inpaint_that_leaves_out_the_strength_recolours_the_masked_object():
     """The request users send from the CLI or the API without a strength: the masked boat
-    comes out in the new colour, the other object stays. (At img2img's 0.6 the judge sees
-    the old red boat for seeds 0-2; see DEFAULT_INPAINT_STRENGTH.)"""
+    comes out in the new colour, the other object stays. (At img2img's 0.6 this check
+    failed for seeds 0-2; see DEFAULT_INPAINT_STRENGTH.)"""
     import base64
     import io
 
