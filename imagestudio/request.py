@@ -217,6 +217,8 @@ class GenerationRequest(BaseModel):
     control: Optional[Control] = Field(None, description="ControlNet guidance (txt2img, img2img).")
     keep_mask: Optional[str] = Field(None, description="img2img: white = keep these pixels unchanged.")
     keep_faces: bool = Field(False, description="img2img: keep detected faces unchanged.")
+    color_correction: bool = Field(False, description="img2img: match the result's colours to the init "
+                                   "image's (A1111's img2img color correction).")
     regions: list[Region] = Field(default_factory=list, max_length=MAX_REGIONS,
                                   description="Areas with a prompt of their own (the prompt still sets the whole picture).")
     auto_regions: Optional[bool] = Field(None, description="Read regions from the prompt's place words "
@@ -245,6 +247,12 @@ class GenerationRequest(BaseModel):
             raise ValueError(f"mode {self.mode.value} needs an init image")
         if (self.keep_mask or self.keep_faces) and self.mode not in (Mode.img2img, Mode.variation):
             raise ValueError("keep mask / keep faces apply to img2img (inpaint already keeps the unmasked area)")
+        if self.color_correction and (self.mode not in (Mode.img2img, Mode.variation) or not self.init_image):
+            # inpaint keeps the unmasked pixels as they were, and matching the whole
+            # picture's colours to the original would pull a repainted object's new
+            # colour back towards the old one
+            raise ValueError("color correction applies to img2img (and variations of an image): "
+                             "it matches the result's colours to the init image's")
         if self.control is not None and self.mode not in (Mode.txt2img, Mode.img2img):
             raise ValueError("control guidance applies to txt2img and img2img")
         if self.mode is Mode.inpaint and not self.mask:

@@ -82,6 +82,8 @@ def generate(
     control_model: Optional[str] = typer.Option(None, "--control-model", help="ControlNet name in models/ControlNet."),
     keep: Optional[Path] = typer.Option(None, "--keep", help="img2img: mask whose white pixels stay exactly as they are."),
     keep_faces: bool = typer.Option(False, "--keep-faces", help="img2img: keep detected faces unchanged."),
+    color_correction: bool = typer.Option(False, "--color-correction", help="img2img: match the result's colours "
+                                          "to the init image's (A1111's color correction)."),
     region: list[str] = typer.Option([], "--region", help="AREA=PROMPT: a part of the picture with a prompt of its "
                                      "own, e.g. 'left=a red circle' (areas: left, right, top, bottom, center, "
                                      "top-left, ..., left-half, ... or x0,y0,x1,y1 fractions). Repeatable."),
@@ -111,6 +113,7 @@ def generate(
                 strength=strength, init_image=str(init) if init else None, mask=str(mask) if mask else None,
                 outpaint=Outpaint.parse(outpaint) if outpaint else Outpaint(),
                 keep_mask=str(keep) if keep else None, keep_faces=keep_faces,
+                color_correction=color_correction,
                 hires_scale=hires_scale, hires_strength=hires_strength, hires_steps=hires_steps, upscaler=upscaler,
                 control=_control(control, control_image, control_weight, control_start, control_end, control_model),
                 regions=[_region(text) for text in region], auto_regions=auto_regions,

@@ -259,7 +259,8 @@ def evaluate(generate: Generate, n_per_set: int = 32, batch: int = 8,
 
 def edit_checks(folder, n: int = 16, seed: int = 4242, steps: int = 20,
                 guidance: Optional[float] = None, studio: Optional[Callable] = None) -> dict:
-    """img2img at strength 0.3 keeps the judge's labels of a rendered input; inpainting
+    """img2img at strength 0.3 keeps the judge's labels of a rendered input (also
+    reported with the studio's colour correction, `color_correction`); inpainting
     one object's box with a prompt naming a new colour changes that object's colour and
     no other label.
 
@@ -279,7 +280,9 @@ def edit_checks(folder, n: int = 16, seed: int = 4242, steps: int = 20,
     for p in (i2i, inp):
         p.set_progress_bar_config(disable=True)
     rng = random.Random(seed)
-    keep = recolor = recolor_studio = 0
+    from ..engine.images import match_colors
+
+    keep = keep_matched = recolor = recolor_studio = 0
     for i in range(n):
         sc = renderer.random_scene(rng, n_objects=2, style="flat")
         image = renderer.render(sc)
@@ -289,6 +292,8 @@ def edit_checks(folder, n: int = 16, seed: int = 4242, steps: int = 20,
         out = i2i(text, image=image, strength=0.3, num_inference_steps=steps, guidance_scale=guidance,
                   generator=g).images[0]
         keep += judge.exact_objects(judge.analyze(out), truth)
+        # the same result with the studio's img2img colour correction (engine.images)
+        keep_matched += judge.exact_objects(judge.analyze(match_colors(out, image)), truth)
         # recolour the first object
         target = sc.objects[0]
         new_color = rng.choice([c for c in renderer.allowed_colors(sc.background) if c != target.color])
@@ -307,7 +312,9 @@ def edit_checks(folder, n: int = 16, seed: int = 4242, steps: int = 20,
         recolor += judge.exact_objects(judge.analyze(out), want)
         if studio is not None:
             recolor_studio += judge.exact_objects(judge.analyze(studio(image, mask, ptext, i)), want)
-    result = {"img2img_keeps_labels": round(keep / n, 4), "inpaint_recolor": round(recolor / n, 4),
+    result = {"img2img_keeps_labels": round(keep / n, 4),
+              "img2img_keeps_labels_color_corrected": round(keep_matched / n, 4),
+              "inpaint_recolor": round(recolor / n, 4),
               "edit_images": 2 * n}
     if studio is not None:
         result["inpaint_recolor_studio"] = round(recolor_studio / n, 4)

@@ -356,6 +356,8 @@ class _Run:
         self.strength = self.req.strength
         images = self._img2img_pass([resized] * self.req.count, self.req.strength, self.req.steps,
                                     control=self.req.control is not None)
+        if self.req.color_correction:
+            images = [px.match_colors(image, resized) for image in images]
         return self._keep(resized, images)
 
     def _img2img_pass(self, images: list, strength: float, steps: int, control: bool = False) -> list:
@@ -449,6 +451,7 @@ class _Run:
             "ControlNet 0": self._control_text(),
             "Keep mask": "yes" if req.keep_mask else None,
             "Keep faces": "yes" if req.keep_faces else None,
+            "Color correction": "yes" if req.color_correction else None,
             "Regions": describe_regions(self.regions) if self.regions else None,
             **(self.drifts[index].fields() if index < len(self.drifts) else {}),
             "Mode": req.mode.value,

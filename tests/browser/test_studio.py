@@ -330,6 +330,39 @@ def test_upload_an_image_for_image_to_image(page, server, tmp_path, shot):
     assert settings["prompt"] == "a yellow box on grass"
 
 
+def test_keep_the_references_colours(page, server, tmp_path):
+    """The reference panel's switch sends color_correction; the image's PNG and its
+    settings say so, and reusing them turns the switch back on."""
+    stored = make_image(server, "an orange kite")
+    open_studio(page, server)
+    set_options(page, steps=3)
+    page.click("#tab-history")
+    page.locator(f"#history-grid .tile[data-image-id='{stored['id']}'] [data-action=reference]").click()
+    expect(page.locator("#reference-tools")).to_be_visible()
+    expect(page.locator("#color-correction")).not_to_be_checked()
+    page.click("label.switch:has(#color-correction)")
+    expect(page.locator("#color-correction")).to_be_checked()
+    page.click("#generate")
+    tile = wait_batch(page, 1).locator(".tile").first
+    with server.client() as client:
+        settings = client.get(f"/api/images/{tile.get_attribute('data-image-id')}/settings").json()
+    assert settings["mode"] == "img2img" and settings["color_correction"] is True
+    with page.expect_download() as info:
+        tile.locator("[data-action=download]").click()
+    path = tmp_path / "kept.png"
+    info.value.save_as(path)
+    assert parse_parameters(read_parameters(path))["Color correction"] == "yes"
+    tile.locator(".open").click()
+    expect(page.locator("#viewer [data-setting=color_correction]")).to_have_text("yes")
+    page.keyboard.press("Escape")
+
+    page.click("label.switch:has(#color-correction)")  # off again, and no reference, before reusing
+    page.click("#reference-clear")
+    tile.locator("[data-action=reuse]").click()
+    expect(page.locator("#reference-image")).to_be_visible()
+    expect(page.locator("#color-correction")).to_be_checked()
+
+
 def test_queue_places_and_cancel_a_running_job(page, server, shot):
     open_studio(page, server)
     set_options(page, steps=150, count=4)  # 4 images x 150 steps: still running when we cancel

@@ -75,6 +75,23 @@ def test_img2img_inpaint_outpaint_from_the_cli(tmp_path, models):
         assert parse_parameters(read_parameters(png))["Denoising strength"] == strength
 
 
+def test_color_correction_from_the_cli(tmp_path, models):
+    init = tmp_path / "init.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(init)
+    out = tmp_path / "cc"
+    result = run("generate", "a green tree", "--steps", 2, "--model", "tiny", "--init", init, "--seed", 4,
+                 "--color-correction", "--out", out, *models)
+    assert result.exit_code == 0, result.output
+    (png,) = list(out.glob("*.png"))
+    assert parse_parameters(read_parameters(png))["Color correction"] == "yes"
+    again = tmp_path / "again"  # the stored request carries it: --from redoes the same
+    assert run("generate", "--from", png, "--out", again, *models).exit_code == 0
+    (copy,) = list(again.glob("*.png"))
+    assert np.array_equal(np.asarray(Image.open(png)), np.asarray(Image.open(copy)))
+    refused = run("generate", "a green tree", "--model", "tiny", "--color-correction", "--out", out, *models)
+    assert refused.exit_code == 2 and "color correction applies to img2img" in refused.output
+
+
 @pytest.mark.parametrize("args, message, code", [
     (["x" * 2001], "at most 2000 characters", 2),
     (["a tree", "--width", 4096, "--height", 4096], "less than or equal to 2048", 2),

@@ -84,7 +84,8 @@ def test_edit_checks_score_the_studio_inpaint_which_keeps_the_rest_exactly():
         return out
 
     result = ev.edit_checks(model_dir(), n=1, steps=4, studio=recording)
-    assert {"img2img_keeps_labels", "inpaint_recolor", "inpaint_recolor_studio"} <= set(result)
+    assert {"img2img_keeps_labels", "img2img_keeps_labels_color_corrected", "inpaint_recolor",
+            "inpaint_recolor_studio"} <= set(result)
     assert result["edit_images"] == 3
     image, mask, out = seen[0]
     outside = np.asarray(mask) == 0

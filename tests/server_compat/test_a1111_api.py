@@ -96,6 +96,42 @@ def test_img2img_without_mask(api):
     assert result.image.size == (64, 64) and "Denoising strength: 0.5" in result.info["infotexts"][0]
 
 
+def test_img2img_color_correction_from_override_settings_and_options(api):
+    """A1111's "Apply color correction to img2img results to match original colors"
+    (the img2img_color_correction setting), per call or stored with POST /options."""
+    pixels = np.random.default_rng(3).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    pixels[:, :, 2] //= 4  # a warm picture: a blue-free result would show the cast
+    init = Image.fromarray(pixels)
+    plain = api.img2img(images=[init], prompt="a red square", seed=1, denoising_strength=0.7, **SMALL)
+    fixed = api.img2img(images=[init], prompt="a red square", seed=1, denoising_strength=0.7,
+                        override_settings={"img2img_color_correction": True}, **SMALL)
+
+    def sorted_channels(image):  # the colour distribution, whatever the layout
+        return np.sort(np.asarray(image.convert("RGB")).reshape(-1, 3).astype(int), axis=0)
+
+    target = sorted_channels(init)
+    assert np.abs(sorted_channels(fixed.image) - target).mean() < np.abs(sorted_channels(plain.image) - target).mean() / 3
+    assert "Color correction: yes" in fixed.info["infotexts"][0]
+    assert "Color correction" not in plain.info["infotexts"][0]
+    try:
+        api.set_options({"img2img_color_correction": True})
+        assert api.get_options()["img2img_color_correction"] is True
+        stored = api.img2img(images=[init], prompt="a red square", seed=1, denoising_strength=0.7, **SMALL)
+        assert np.array_equal(np.asarray(stored.image), np.asarray(fixed.image))
+        # inpainting keeps its new colours (and the unmasked pixels) instead
+        mask = Image.new("L", (64, 64), 0)
+        mask.paste(255, (0, 0, 32, 64))
+        painted = api.img2img(images=[init], mask_image=mask, prompt="a green tree", seed=5,
+                              denoising_strength=0.9, mask_blur=0, **SMALL)
+        assert "Color correction" not in painted.info["infotexts"][0]
+        # the call's override_settings win over the stored option
+        off = api.img2img(images=[init], prompt="a red square", seed=1, denoising_strength=0.7,
+                          override_settings={"img2img_color_correction": False}, **SMALL)
+        assert np.array_equal(np.asarray(off.image), np.asarray(plain.image))
+    finally:
+        api.set_options({"img2img_color_correction": False})
+
+
 def test_models_options_and_switching(api):
     models = api.get_sd_models()
     names = {m["model_name"] for m in models}

@@ -272,7 +272,10 @@ def txt2img_request(payload: Txt2ImgPayload, default_model: Optional[str] = None
     return Translated(build_request(fields, _RENAME))
 
 
-def img2img_request(payload: Img2ImgPayload, default_model: Optional[str] = None) -> Translated:
+def img2img_request(payload: Img2ImgPayload, default_model: Optional[str] = None,
+                    color_correction: bool = False) -> Translated:
+    """`color_correction`: the user's stored `img2img_color_correction` option (POST
+    /options); the request's override_settings win over it."""
     if not payload.init_images:
         raise FieldError("init_images is empty: img2img needs one image", "init_images")
     fields = _common_fields(payload, default_model)
@@ -292,6 +295,11 @@ def img2img_request(payload: Img2ImgPayload, default_model: Optional[str] = None
         fields.update(mode=Mode.inpaint, mask=input_ref("mask"))
         if payload.mask_blur is not None:
             fields["mask_blur"] = payload.mask_blur
+    override = payload.override_settings or {}
+    if bool(override.get("img2img_color_correction", color_correction)) and fields["mode"] is Mode.img2img:
+        # A1111 matches inpaint results too; here inpaint keeps the unmasked pixels as
+        # they were, and matching would pull a repainted object's new colour back
+        fields["color_correction"] = True
     return Translated(build_request(fields, _RENAME), inputs)
 
 

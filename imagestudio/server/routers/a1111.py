@@ -10,7 +10,8 @@ so waiting clients hold no threads. The other endpoints are plain `def`s
 A1111 settings are global; ours are per user: POST /options with
 `sd_model_checkpoint` switches the model that this user's A1111 calls use
 (stored in the database, so it outlives a restart as A1111's config.json
-does). /skip behaves like /interrupt, since a job here is one unit."""
+does), and `img2img_color_correction` turns on img2img's colour matching for
+them. /skip behaves like /interrupt, since a job here is one unit."""
 
 from __future__ import annotations
 
@@ -54,7 +55,8 @@ _SCOPE = "a1111"
 
 
 def _user_options(service: JobService, user: Account) -> dict[str, Any]:
-    """This user's A1111 settings (only sd_model_checkpoint changes what we draw)."""
+    """This user's A1111 settings (sd_model_checkpoint and img2img_color_correction
+    change what we draw; the rest are kept for clients that read them back)."""
     return get_settings(service.db, user.id, _SCOPE)
 
 
@@ -73,8 +75,13 @@ def _current_model(service: JobService, user: Account, options: dict[str, Any]):
 async def _generate(request: Request, service: JobService, user: Account, payload: a1111.Txt2ImgPayload):
     options = await run_in_threadpool(_user_options, service, user)
     img2img = isinstance(payload, a1111.Img2ImgPayload)
-    translate = a1111.img2img_request if img2img else a1111.txt2img_request
-    translated = await run_in_threadpool(translate, payload, default_model=options.get("sd_model_checkpoint"))
+    if img2img:
+        translated = await run_in_threadpool(a1111.img2img_request, payload,
+                                             default_model=options.get("sd_model_checkpoint"),
+                                             color_correction=bool(options.get("img2img_color_correction")))
+    else:
+        translated = await run_in_threadpool(a1111.txt2img_request, payload,
+                                             default_model=options.get("sd_model_checkpoint"))
     view = await submit_and_wait(service, user, translated, "a1111")
     return await run_in_threadpool(_result, payload, view)
 

@@ -158,7 +158,7 @@ const SETTING_LABELS = [
   ["mode", "Mode"], ["model", "Model"], ["style", "Style"], ["width", "Width"], ["height", "Height"],
   ["seed", "Seed"], ["steps", "Steps"], ["guidance", "Guidance"], ["sampler", "Sampler"],
   ["strength", "Change (strength)"], ["variation_seed", "Variation seed"], ["variation_strength", "Variation strength"],
-  ["enhance", "Enhanced"], ["negative_prompt", "Negative prompt"],
+  ["color_correction", "Reference's colours kept"], ["enhance", "Enhanced"], ["negative_prompt", "Negative prompt"],
 ];
 
 let viewerTile = null; // the tile the viewer shows, for previous/next
@@ -195,6 +195,7 @@ export async function openViewer(image, tile = null) {
     for (const [key, label] of SETTING_LABELS) {
       const value = settings[key];
       if (value === null || value === undefined || value === "" || (key === "variation_strength" && !value)) continue;
+      if (key === "color_correction" && !value) continue; // only worth a line where it was used
       if (key === "strength" && settings.mode === "txt2img") continue;
       list.append(el("dt", { text: label }), el("dd", { text: typeof value === "boolean" ? (value ? "yes" : "no") : String(value), dataset: { setting: key } }));
     }

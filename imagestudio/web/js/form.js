@@ -220,6 +220,7 @@ export function buildRequest() {
     request.mode = "img2img";
     request.init_image = ref.kind === "image" ? `image:${ref.id}` : ref.dataUri;
     request.strength = Number($("#strength").value);
+    if ($("#color-correction").checked) request.color_correction = true;
   }
   return request;
 }
@@ -319,6 +320,7 @@ export function fill(settings, { keepReference = false } = {}) {
     api.get(`/api/images/${id}`).then((image) => {
       setReferenceImage(image);
       setStrength(settings.strength ?? 0.6);
+      $("#color-correction").checked = !!settings.color_correction;
     }).catch(() => clearReference());
   } else clearReference();
   changed();
