@@ -39,7 +39,8 @@ def train(
     vae_steps: int = typer.Option(1300, help="VAE steps on 64x64 crops."),
     vae_full_steps: int = typer.Option(40, help="VAE steps on full 128x128 images."),
     decoder_steps: int = typer.Option(10200, help="Decoder-only steps on the frozen encoder's latents."),
-    unet_steps: int = typer.Option(2300, help="UNet steps (the learning-rate schedule spans them)."),
+    unet_steps: int = typer.Option(2300, help="Base UNet steps (the learning-rate schedule spans them); "
+                                   "0: no base stage, the fine-tune trains a fresh UNet from its first step."),
     unet_batch: int = typer.Option(64),
     finetune_steps: int = typer.Option(3600, help="Fine-tune steps after the base "
                                        "UNet (weight 1 at high noise, more high-noise steps); 0 skips."),

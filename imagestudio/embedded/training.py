@@ -548,6 +548,13 @@ def stage_unet(work: Path, cfg: TrainConfig, progress: Progress = _noop) -> None
     if (work / "unet.done").exists():
         return
     unet, ema = _new_unets(cfg.seed + 1)
+    if cfg.unet_steps <= 0:
+        # no base stage: the fine-tune (its weighting, noise draw and grounding losses)
+        # trains the freshly initialised UNet from its first step
+        state = unet.state_dict()
+        _save_ckpt(work / "unet.ckpt", {"model": state, "ema": state, "step": 0})
+        (work / "unet.done").write_text("0")
+        return
     step = _unet_loop(work, cfg, unet, ema, work / "unet.ckpt", cfg.unet_steps, cfg.unet_lr,
                       "min-snr", 1.0, cfg.seed + 7, "unet", progress)
     if step >= cfg.unet_steps:
@@ -671,6 +678,9 @@ def export(work: Path, dest: Path, cfg: TrainConfig, studio: Optional[dict] = No
     finetuned = st["step"] if ckpt.name == "finetune.ckpt" else 0
     info["training"] = {"unet_steps": cfg.unet_steps, "finetune_steps": finetuned,
                         "seed": cfg.seed, "scenes": cfg.scenes}
+    if cfg.finetune_lr != TrainConfig.finetune_lr:
+        # (a base run's record held no learning rate while every one used the default)
+        info["training"]["finetune_lr"] = cfg.finetune_lr
     if (work / "init.json").exists():
         # a continued run: this record's steps come on top of the source's
         info["training"] = {"finetune_steps": finetuned, "finetune_lr": cfg.finetune_lr, "seed": cfg.seed,

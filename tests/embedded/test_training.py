@@ -131,3 +131,25 @@ def test_the_cli_continues_a_model_without_retraining_its_vae(tiny_run, tmp_path
     assert record["finetune_noise_bias"] == 0.9 and "finetune_noise_bias" not in record["continued_from"]
     vae = lambda folder: (folder / "vae" / "diffusion_pytorch_model.safetensors").read_bytes()  # noqa: E731
     assert vae(out) == vae(first)  # the VAE ships unchanged
+
+
+def test_without_a_base_stage_the_fine_tune_trains_a_fresh_unet(tmp_path):
+    """--unet-steps 0: the fine-tune's loss from the first step on a freshly initialised
+    UNet (the from-scratch recipe measured in the README), recorded so a replay redoes it."""
+    from imagestudio.embedded import replay
+
+    torch.set_num_threads(1)
+    work, out = tmp_path / "work", tmp_path / "out"
+    cfg = T.TrainConfig(scenes=12, vae_steps=2, vae_batch=2, vae_full_steps=1, decoder_steps=2,
+                        unet_steps=0, unet_batch=2, finetune_steps=2, finetune_lr=6e-4, checkpoint_seconds=0)
+    T.run_all(work, out, cfg, stages=("data", "vae", "latents", "text", "unet", "finetune", "export"))
+    assert (work / "unet.done").read_text() == "0"
+    start = torch.load(work / "unet.ckpt", weights_only=False)
+    fresh, _ = T._new_unets(cfg.seed + 1)
+    assert start["step"] == 0 and torch.equal(start["ema"]["conv_in.weight"], fresh.state_dict()["conv_in.weight"])
+    ft = torch.load(work / "finetune.ckpt", weights_only=False)
+    assert ft["step"] == 2 and not torch.equal(ft["model"]["conv_in.weight"], start["model"]["conv_in.weight"])
+    record = json.loads((out / "studio.json").read_text())["training"]
+    assert record["unet_steps"] == 0 and record["finetune_steps"] == 2 and record["finetune_lr"] == 6e-4
+    ((replayed, stages),) = replay.plan(record, T.TrainConfig())
+    assert replayed.unet_steps == 0 and replayed.finetune_lr == 6e-4 and "unet" in stages
