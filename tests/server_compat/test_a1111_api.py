@@ -100,7 +100,7 @@ def test_img2img_color_correction_from_override_settings_and_options(api):
     """A1111's "Apply color correction to img2img results to match original colors"
     (the img2img_color_correction setting), per call or stored with POST /options."""
     pixels = np.random.default_rng(3).integers(0, 256, (64, 64, 3), dtype=np.uint8)
-    pixels[:, :, 2] //= 4  # a warm picture: a blue-free result would show the cast
+    pixels[:, :, 2] //= 4  # a warm picture (little blue): its palette is easy to tell from the output's
     init = Image.fromarray(pixels)
     plain = api.img2img(images=[init], prompt="a red square", seed=1, denoising_strength=0.7, **SMALL)
     fixed = api.img2img(images=[init], prompt="a red square", seed=1, denoising_strength=0.7,
