@@ -676,16 +676,17 @@ def export(work: Path, dest: Path, cfg: TrainConfig, studio: Optional[dict] = No
     (dest / "model_index.json").write_text(json.dumps(model_index, indent=2) + "\n")
     info = studio_entry()
     finetuned = st["step"] if ckpt.name == "finetune.ckpt" else 0
-    info["training"] = {"unet_steps": cfg.unet_steps, "finetune_steps": finetuned,
-                        "seed": cfg.seed, "scenes": cfg.scenes}
-    if cfg.finetune_lr != TrainConfig.finetune_lr:
-        # (a base run's record held no learning rate while every one used the default)
-        info["training"]["finetune_lr"] = cfg.finetune_lr
     if (work / "init.json").exists():
         # a continued run: this record's steps come on top of the source's
         info["training"] = {"finetune_steps": finetuned, "finetune_lr": cfg.finetune_lr, "seed": cfg.seed,
                             "scenes": cfg.scenes,
                             "continued_from": json.loads((work / "init.json").read_text())["training"]}
+    else:
+        info["training"] = {"unet_steps": cfg.unet_steps, "finetune_steps": finetuned,
+                            "seed": cfg.seed, "scenes": cfg.scenes}
+        if cfg.finetune_lr != TrainConfig.finetune_lr:
+            # (a base run's record held no learning rate while every one used the default)
+            info["training"]["finetune_lr"] = cfg.finetune_lr
     if finetuned and cfg.finetune_noise_bias != TrainConfig.finetune_noise_bias:
         # every cycle before this setting existed drew at the default 1.5
         info["training"]["finetune_noise_bias"] = cfg.finetune_noise_bias

@@ -75,13 +75,11 @@ def _current_model(service: JobService, user: Account, options: dict[str, Any]):
 async def _generate(request: Request, service: JobService, user: Account, payload: a1111.Txt2ImgPayload):
     options = await run_in_threadpool(_user_options, service, user)
     img2img = isinstance(payload, a1111.Img2ImgPayload)
+    translate = a1111.img2img_request if img2img else a1111.txt2img_request
+    stored = {"default_model": options.get("sd_model_checkpoint")}
     if img2img:
-        translated = await run_in_threadpool(a1111.img2img_request, payload,
-                                             default_model=options.get("sd_model_checkpoint"),
-                                             color_correction=bool(options.get("img2img_color_correction")))
-    else:
-        translated = await run_in_threadpool(a1111.txt2img_request, payload,
-                                             default_model=options.get("sd_model_checkpoint"))
+        stored["color_correction"] = bool(options.get("img2img_color_correction"))
+    translated = await run_in_threadpool(translate, payload, **stored)
     view = await submit_and_wait(service, user, translated, "a1111")
     return await run_in_threadpool(_result, payload, view)
 
