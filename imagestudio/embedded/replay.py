@@ -7,9 +7,10 @@ the cycle before it under `continued_from`. This module reads that chain back an
 it again, oldest cycle first, each in its own work folder: the recipe of the shipped
 weights, from nothing, as one resumable command (`imagestudio train --replay`).
 
-What the record does not hold (VAE and decoder steps, batch sizes, checkpoint interval)
-comes from the caller's `TrainConfig`; what it holds (seeds, scene counts, step counts,
-learning rates, loss weights, colour weights, trained text layers) wins over it.
+What the record does not hold (VAE and decoder steps, checkpoint interval, the UNet batch
+of a cycle that trained at the default 64) comes from the caller's `TrainConfig`; what it
+holds (seeds, scene counts, step counts, a UNet batch other than 64, learning rates, loss
+weights, colour weights, trained text layers) wins over it.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from . import training as T
 
 # Settings a cycle's record may hold; anything else in a record is refused rather than
 # silently ignored, since a replay that drops a setting is not the same recipe.
-RECORDED = ("seed", "scenes", "unet_steps", "finetune_steps", "finetune_lr", "finetune_noise_bias",
+RECORDED = ("seed", "scenes", "unet_steps", "unet_batch", "finetune_steps", "finetune_lr", "finetune_noise_bias",
             "grounding_weight", "binding_weight", "separation_weight", "text_layers", "text_lr", "color_weights")
 # Settings that belong to one cycle only: a cycle whose record lacks them ran without
 # them (the export writes them only when set), so they fall back to TrainConfig's

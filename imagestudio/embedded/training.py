@@ -660,6 +660,13 @@ def export(work: Path, dest: Path, cfg: TrainConfig, studio: Optional[dict] = No
             text_tuning.merge_checkpoint(text_encoder_path() / "model.safetensors",
                                          dest / "text_encoder" / text_tuning.TUNED_FILE,
                                          dest / "text_encoder" / "model.safetensors")
+    elif dest.resolve() != WEIGHTS_DIR.resolve():
+        # the package's frozen encoder: outside the repo a link to its weights makes the
+        # folder load as it is (in the repo model_dir() adds it); without it a run that
+        # trained no text layer exported a folder from_pretrained refused
+        link = dest / "text_encoder" / "model.safetensors"
+        link.unlink(missing_ok=True)  # only an earlier export's link is left (see above)
+        link.symlink_to(text_encoder_path() / "model.safetensors")
     model_index = {
         "_class_name": "StableDiffusionPipeline",
         "_diffusers_version": "0.42.1",
@@ -687,6 +694,9 @@ def export(work: Path, dest: Path, cfg: TrainConfig, studio: Optional[dict] = No
         if cfg.finetune_lr != TrainConfig.finetune_lr:
             # (a base run's record held no learning rate while every one used the default)
             info["training"]["finetune_lr"] = cfg.finetune_lr
+    if cfg.unet_batch != TrainConfig.unet_batch:
+        # every cycle before this was recorded trained at the default batch of 64
+        info["training"]["unet_batch"] = cfg.unet_batch
     if finetuned and cfg.finetune_noise_bias != TrainConfig.finetune_noise_bias:
         # every cycle before this setting existed drew at the default 1.5
         info["training"]["finetune_noise_bias"] = cfg.finetune_noise_bias

@@ -151,5 +151,12 @@ def test_without_a_base_stage_the_fine_tune_trains_a_fresh_unet(tmp_path):
     assert ft["step"] == 2 and not torch.equal(ft["model"]["conv_in.weight"], start["model"]["conv_in.weight"])
     record = json.loads((out / "studio.json").read_text())["training"]
     assert record["unet_steps"] == 0 and record["finetune_steps"] == 2 and record["finetune_lr"] == 6e-4
+    assert record["unet_batch"] == 2  # not the default 64: a replay must draw the same batches
     ((replayed, stages),) = replay.plan(record, T.TrainConfig())
     assert replayed.unet_steps == 0 and replayed.finetune_lr == 6e-4 and "unet" in stages
+    assert replayed.unet_batch == 2
+    # no text layer trained: the folder loads as it is, with the package's encoder
+    from transformers import BertModel
+
+    assert (out / "text_encoder" / "model.safetensors").is_symlink()
+    BertModel.from_pretrained(out / "text_encoder")
