@@ -67,11 +67,8 @@ def _assemble(dest: Path, te_weights: Path) -> None:
         config = json.loads((WEIGHTS_DIR / "text_encoder" / "config.json").read_text())
         config["use_attention_mask"] = True
         (te / "config.json").write_text(json.dumps(config, indent=2))
-        tuned = text_tuning.tuned_file(WEIGHTS_DIR)
-        if tuned is None:
-            (te / "model.safetensors").symlink_to(te_weights.resolve())
-        else:  # the shipped model trained the encoder's last layers: a merged checkpoint
-            text_tuning.merge_checkpoint(te_weights, tuned, te / "model.safetensors")
+        # merged when the shipped model trained the encoder's last layers
+        text_tuning.complete_weights(te, te_weights, text_tuning.tuned_file(WEIGHTS_DIR))
         try:
             tmp.rename(dest)
         except OSError:  # another process assembled it first

@@ -85,6 +85,16 @@ def merge_checkpoint(package_weights: Path, tuned: Path, dest: Path) -> None:
     save_file(state, str(dest))
 
 
+def complete_weights(te_dir: Path, package_weights: Path, tuned: Optional[Path]) -> None:
+    """`te_dir/model.safetensors`, so the folder loads as it is: a link to the package's
+    weights when no layer was trained, else them merged with the `tuned` layers."""
+    out = te_dir / "model.safetensors"
+    if tuned is None:
+        out.symlink_to(package_weights.resolve())
+    else:
+        merge_checkpoint(package_weights, tuned, out)
+
+
 def _mask_4d(enc, states: torch.Tensor, mask: torch.Tensor):
     # BertModel's own mask construction (eager / sdpa alike), so that the trained layers
     # see exactly the mask they see inside the pipeline's text encoder

@@ -645,28 +645,21 @@ def export(work: Path, dest: Path, cfg: TrainConfig, studio: Optional[dict] = No
     if "text_ema" in st:
         enc.load_state_dict(st["text_ema"], strict=False)
         tuned_n = max(tuned_n, text_tuning.trained_layer_count(st["text_ema"]))
-    # an earlier export's into this folder; a link to the package's weights is unlinked
-    # too when merged weights take its place (writing through it would change the package)
+    te_dir = dest / "text_encoder"
+    # an earlier export's into this folder (unlinking a link to the package's weights
+    # leaves the package alone; writing merged weights through it would change it)
     for stale in (text_tuning.TUNED_FILE, "model.safetensors"):
-        path = dest / "text_encoder" / stale
-        if path.is_symlink() and tuned_n or path.exists() and not path.is_symlink():
-            path.unlink()
+        (te_dir / stale).unlink(missing_ok=True)
     if tuned_n:
         # only the trained layers ship (fp16); model_dir() merges them with the package's
-        # weights. Outside the repo a complete checkpoint next to them makes the folder
-        # load as it is (90 MB: never in the repo, see .gitignore)
-        text_tuning.save_tuned(enc, tuned_n, dest / "text_encoder" / text_tuning.TUNED_FILE)
-        if dest.resolve() != WEIGHTS_DIR.resolve():
-            text_tuning.merge_checkpoint(text_encoder_path() / "model.safetensors",
-                                         dest / "text_encoder" / text_tuning.TUNED_FILE,
-                                         dest / "text_encoder" / "model.safetensors")
-    elif dest.resolve() != WEIGHTS_DIR.resolve():
-        # the package's frozen encoder: outside the repo a link to its weights makes the
-        # folder load as it is (in the repo model_dir() adds it); without it a run that
-        # trained no text layer exported a folder from_pretrained refused
-        link = dest / "text_encoder" / "model.safetensors"
-        link.unlink(missing_ok=True)  # only an earlier export's link is left (see above)
-        link.symlink_to(text_encoder_path() / "model.safetensors")
+        # weights
+        text_tuning.save_tuned(enc, tuned_n, te_dir / text_tuning.TUNED_FILE)
+    if dest.resolve() != WEIGHTS_DIR.resolve():
+        # outside the repo the folder loads as it is: the package's weights linked, or
+        # merged with the trained layers (90 MB: never in the repo, see .gitignore).
+        # Without it a run that trained no text layer exported a folder from_pretrained refused
+        text_tuning.complete_weights(te_dir, text_encoder_path() / "model.safetensors",
+                                     te_dir / text_tuning.TUNED_FILE if tuned_n else None)
     model_index = {
         "_class_name": "StableDiffusionPipeline",
         "_diffusers_version": "0.42.1",
