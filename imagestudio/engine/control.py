@@ -17,7 +17,7 @@ from typing import Optional
 import numpy as np
 from PIL import Image
 
-from ..errors import ModelLoadError, ModelNotFound
+from ..errors import ModelLoadError, ModelNotFound, RequestError
 
 CONTROLNET_DIRS = ("ControlNet", "controlnet")
 #: ControlNets that ship with the studio, for the embedded model only
@@ -125,6 +125,19 @@ def choose_controlnet(models_dir: Optional[Path], kind: str, name: Optional[str]
     where = Path(models_dir) / "ControlNet" if models_dir else "(no models folder)"
     raise ModelNotFound(f"no ControlNet for {kind!r} in {where}; installed: {', '.join(nets) or 'none'}. "
                         f"Put a diffusers ControlNet folder there (its name containing '{kind}') or name one")
+
+
+def check_fits(net, unet, name: str) -> None:
+    """Refuse a ControlNet made for another UNet (an SD 1.5 one on SDXL, the embedded
+    model's on a smaller retrained one) before a step runs: its residuals are added
+    to the UNet's at every level, so otherwise the first step fails on a tensor shape."""
+    for key in ("block_out_channels", "cross_attention_dim"):
+        made_for, has = net.config.get(key), unet.config.get(key)
+        made_for, has = (tuple(v) if isinstance(v, (list, tuple)) else v for v in (made_for, has))
+        if made_for != has:
+            raise RequestError(f"ControlNet {name!r} does not fit this model: it was made for a UNet with "
+                               f"{key} {made_for}, the model's UNet has {has}. Choose a ControlNet made "
+                               f"for this model (or train one: python -m imagestudio.engine.control_train)")
 
 
 def load_controlnet(path: Path, dtype):

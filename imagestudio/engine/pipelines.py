@@ -60,7 +60,7 @@ class PipelineCache:
         modes (one ControlNet module shared by both)."""
         from diffusers import AutoPipelineForImage2Image, AutoPipelineForText2Image
 
-        from .control import load_controlnet
+        from .control import check_fits, load_controlnet
 
         kind = f"control:{mode}:{controlnet}"
         with self._lock:
@@ -70,6 +70,7 @@ class PipelineCache:
                 other = entry.get(f"control:{'img2img' if mode == 'txt2img' else 'txt2img'}:{controlnet}")
                 net = other.controlnet if other is not None else (
                     load_controlnet(Path(controlnet), base.unet.dtype).to(self.device))
+                check_fits(net, base.unet, Path(controlnet).name)
                 auto = AutoPipelineForText2Image if mode == "txt2img" else AutoPipelineForImage2Image
                 pipe = auto.from_pipe(base, controlnet=net)
                 pipe.set_progress_bar_config(disable=True)

@@ -115,6 +115,33 @@ def test_control_from_the_cli(tmp_path, tiny_models_dir, tiny_controlnet, square
     assert "Weight: 0.8" in read_parameters(png) and "Guidance End: 0.5" in read_parameters(png)
 
 
+def test_a_controlnet_made_for_another_unet_is_refused_with_a_reason(tmp_path, tiny_models_dir, square):
+    """E.g. the embedded model's ControlNet on a model retrained at other widths: a
+    message naming both widths, exit code 2, no image, instead of a shape error mid-run."""
+    from diffusers import ControlNetModel, UNet2DConditionModel
+    from typer.testing import CliRunner
+
+    from imagestudio.cli import app
+
+    models = tmp_path / "models"
+    (models / "Stable-diffusion").mkdir(parents=True)
+    (models / "Stable-diffusion" / "tiny").symlink_to(tiny_models_dir / "Stable-diffusion" / "tiny")
+    narrow = UNet2DConditionModel(block_out_channels=(16, 32), layers_per_block=1, sample_size=64,
+                                  down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                                  up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+                                  cross_attention_dim=32, attention_head_dim=4, norm_num_groups=8)
+    ControlNetModel.from_unet(narrow, conditioning_embedding_out_channels=(16, 32)).save_pretrained(
+        models / "ControlNet" / "narrow-canny")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["generate", "a red square", "--control", "canny", "--control-image", str(square),
+                                      "--steps", "2", "--model", "tiny", "--models", str(models), "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    message = " ".join(result.output.split())
+    assert "ControlNet 'narrow-canny' does not fit this model" in message
+    assert "block_out_channels (16, 32), the model's UNet has (32, 64)" in message
+    assert not out.exists() or not list(out.glob("*.png"))
+
+
 def test_controlnet_training_runs_and_its_result_loads(tmp_path, tiny_models_dir):
     """Plumbing only (3 steps on the random tiny model): the trainer writes a
     ControlNet folder the engine loads and uses. Whether a trained one
