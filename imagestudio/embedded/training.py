@@ -49,6 +49,10 @@ class TrainConfig:
     decoder_steps: int = 10200
     unet_steps: int = 2300
     unet_batch: int = 64
+    # the UNet's widths, one per level (diffusers' block_out_channels); the shipped UNet's
+    # by default. A from-scratch run may choose a smaller one (e.g. (16, 32, 64, 128):
+    # 4.5M parameters, about half the step time); a continued cycle keeps its source's
+    unet_channels: tuple = (32, 64, 128, 192)
     unet_lr: float = 5e-4
     caption_dropout: float = 0.1
     ema_decay: float = 0.999
@@ -102,9 +106,9 @@ def vae_config() -> dict:
                 mid_block_add_attention=False)
 
 
-def unet_config() -> dict:
+def unet_config(channels=TrainConfig.unet_channels) -> dict:
     return dict(sample_size=renderer.SIZE // 4, in_channels=4, out_channels=4,
-                block_out_channels=(32, 64, 128, 192), layers_per_block=1,
+                block_out_channels=tuple(channels), layers_per_block=1,
                 down_block_types=("DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
                 up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
                 cross_attention_dim=384, attention_head_dim=32, norm_num_groups=16)
@@ -533,12 +537,19 @@ def _unet_loop(work: Path, cfg: TrainConfig, unet, ema, ckpt: Path, total: int, 
     return step
 
 
-def _new_unets(seed: int):
+def _work_channels(work: Path, cfg: TrainConfig) -> tuple:
+    """The widths of the work folder's UNet: those its base stage was created with (or its
+    `init_from` source had), else the config's."""
+    path = work / "unet_channels.json"
+    return tuple(json.loads(path.read_text())) if path.exists() else tuple(cfg.unet_channels)
+
+
+def _new_unets(seed: int, channels: tuple):
     from diffusers import UNet2DConditionModel
 
     torch.manual_seed(seed)
-    unet = UNet2DConditionModel(**unet_config())
-    ema = UNet2DConditionModel(**unet_config())
+    unet = UNet2DConditionModel(**unet_config(channels))
+    ema = UNet2DConditionModel(**unet_config(channels))
     ema.load_state_dict(unet.state_dict())
     ema.requires_grad_(False)
     return unet, ema
@@ -547,7 +558,11 @@ def _new_unets(seed: int):
 def stage_unet(work: Path, cfg: TrainConfig, progress: Progress = _noop) -> None:
     if (work / "unet.done").exists():
         return
-    unet, ema = _new_unets(cfg.seed + 1)
+    channels = _work_channels(work, cfg)
+    # written before the first checkpoint, so a resumed run and the later stages build
+    # the same UNet whatever a rerun's options say
+    (work / "unet_channels.json").write_text(json.dumps(list(channels)))
+    unet, ema = _new_unets(cfg.seed + 1, channels)
     if cfg.unet_steps <= 0:
         # no base stage: the fine-tune (its weighting, noise draw and grounding losses)
         # trains the freshly initialised UNet from its first step
@@ -568,7 +583,7 @@ def stage_finetune(work: Path, cfg: TrainConfig, progress: Progress = _noop) -> 
     the base UNet keeps working (as SD 1.5 ControlNets do on fine-tuned checkpoints)."""
     if cfg.finetune_steps <= 0 or (work / "finetune.done").exists() or not (work / "unet.done").exists():
         return
-    unet, ema = _new_unets(cfg.seed + 1)
+    unet, ema = _new_unets(cfg.seed + 1, _work_channels(work, cfg))
     ft = work / "finetune.ckpt"
     if not ft.exists():
         base = _load_ckpt(work / "unet.ckpt")["ema"]
@@ -603,6 +618,7 @@ def init_from(work: Path, folder: Path) -> None:
     vae = AutoencoderKL.from_pretrained(folder / "vae", torch_dtype=torch.float32)
     vae.save_pretrained(work / "vae")
     unet = UNet2DConditionModel.from_pretrained(folder / "unet", torch_dtype=torch.float32)
+    (work / "unet_channels.json").write_text(json.dumps(list(unet.config.block_out_channels)))
     state = unet.state_dict()
     record = {}
     if (folder / "studio.json").exists():
@@ -626,7 +642,8 @@ def export(work: Path, dest: Path, cfg: TrainConfig, studio: Optional[dict] = No
     vae.to(torch.float16).save_pretrained(dest / "vae")
     ckpt = work / "finetune.ckpt" if (work / "finetune.ckpt").exists() else work / "unet.ckpt"
     st = _load_ckpt(ckpt)
-    unet = UNet2DConditionModel(**unet_config())
+    channels = _work_channels(work, cfg)
+    unet = UNet2DConditionModel(**unet_config(channels))
     unet.load_state_dict(st["ema"])
     unet.to(torch.float16).save_pretrained(dest / "unet")
     cfg_s = scheduler_config()
@@ -687,6 +704,9 @@ def export(work: Path, dest: Path, cfg: TrainConfig, studio: Optional[dict] = No
         if cfg.finetune_lr != TrainConfig.finetune_lr:
             # (a base run's record held no learning rate while every one used the default)
             info["training"]["finetune_lr"] = cfg.finetune_lr
+        if channels != TrainConfig.unet_channels:
+            # a continued cycle needs no record of it: it takes its source's UNet as it is
+            info["training"]["unet_channels"] = list(channels)
     if cfg.unet_batch != TrainConfig.unet_batch:
         # every cycle before this was recorded trained at the default batch of 64
         info["training"]["unet_batch"] = cfg.unet_batch

@@ -145,7 +145,7 @@ def test_without_a_base_stage_the_fine_tune_trains_a_fresh_unet(tmp_path):
     T.run_all(work, out, cfg, stages=("data", "vae", "latents", "text", "unet", "finetune", "export"))
     assert (work / "unet.done").read_text() == "0"
     start = torch.load(work / "unet.ckpt", weights_only=False)
-    fresh, _ = T._new_unets(cfg.seed + 1)
+    fresh, _ = T._new_unets(cfg.seed + 1, cfg.unet_channels)
     assert start["step"] == 0 and torch.equal(start["ema"]["conv_in.weight"], fresh.state_dict()["conv_in.weight"])
     ft = torch.load(work / "finetune.ckpt", weights_only=False)
     assert ft["step"] == 2 and not torch.equal(ft["model"]["conv_in.weight"], start["model"]["conv_in.weight"])
@@ -160,3 +160,39 @@ def test_without_a_base_stage_the_fine_tune_trains_a_fresh_unet(tmp_path):
 
     assert (out / "text_encoder" / "model.safetensors").is_symlink()
     BertModel.from_pretrained(out / "text_encoder")
+
+
+def test_a_smaller_unet_trains_exports_and_continues_at_its_own_widths(tmp_path):
+    """--unet-channels 16,32,64,128: the half-width UNet of the from-scratch probes. The
+    export loads through the ordinary pipeline at those widths, the record holds them
+    for a replay, and a cycle continued from it keeps them (its own config says nothing)."""
+    from diffusers import StableDiffusionPipeline
+
+    from imagestudio.embedded import replay
+
+    torch.set_num_threads(1)
+    half = (16, 32, 64, 128)
+    work, out = tmp_path / "work", tmp_path / "out"
+    cfg = T.TrainConfig(scenes=12, vae_steps=2, vae_batch=2, vae_full_steps=1, decoder_steps=2,
+                        unet_steps=0, unet_batch=2, unet_channels=half, finetune_steps=2, checkpoint_seconds=0)
+    T.run_all(work, out, cfg, stages=("data", "vae", "latents", "text", "unet", "finetune", "export"))
+    pipe = StableDiffusionPipeline.from_pretrained(out, safety_checker=None)
+    assert tuple(pipe.unet.config.block_out_channels) == half
+    shipped_size = sum(p.numel() for p in T._new_unets(0, T.TrainConfig.unet_channels)[0].parameters())
+    assert sum(p.numel() for p in pipe.unet.parameters()) < shipped_size / 2
+    record = json.loads((out / "studio.json").read_text())["training"]
+    assert record["unet_channels"] == list(half)
+    ((replayed, _),) = replay.plan(record, T.TrainConfig())
+    assert tuple(replayed.unet_channels) == half
+    # a replay of a shipped-width record does not take the caller's widths
+    plain = {k: v for k, v in record.items() if k != "unet_channels"}
+    ((default, _),) = replay.plan(plain, dataclasses.replace(T.TrainConfig(), unet_channels=half))
+    assert tuple(default.unet_channels) == T.TrainConfig.unet_channels
+
+    cont_work, cont_out = tmp_path / "cont", tmp_path / "cont-out"
+    T.init_from(cont_work, out)
+    cont = T.TrainConfig(scenes=12, unet_batch=2, finetune_steps=1, checkpoint_seconds=0)
+    T.run_all(cont_work, cont_out, cont, stages=("data", "latents", "text", "finetune", "export"))
+    again = StableDiffusionPipeline.from_pretrained(cont_out, safety_checker=None)
+    assert tuple(again.unet.config.block_out_channels) == half
+    assert "unet_channels" not in json.loads((cont_out / "studio.json").read_text())["training"]
