@@ -17,7 +17,7 @@ import json
 import os
 import struct
 import threading
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Optional
@@ -98,9 +98,16 @@ class Catalog:
         if self.models_dir and self.models_dir.is_dir():
             seen = {m.name for m in models}
             for info in self._scan():
-                if info.name not in seen:
-                    seen.add(info.name)
-                    models.append(info)
+                if info.name in seen:
+                    # a card naming itself like a model already listed (a retrained copy of
+                    # the embedded model: its exported card says "embedded") is listed under
+                    # its own folder or file name instead of being hidden
+                    own = Path(info.path).name if info.source == "diffusers" else Path(info.path).stem
+                    if own in seen:
+                        continue
+                    info = replace(info, name=own)
+                seen.add(info.name)
+                models.append(info)
         return models
 
     def refresh(self) -> None:

@@ -51,6 +51,21 @@ def test_catalog_scans_the_a1111_and_comfyui_layouts(tiny_models_dir, tmp_path):
     assert len(models["tiny"].hash) == 10
 
 
+def test_a_model_whose_card_takes_a_listed_name_is_listed_under_its_folder(tiny_models_dir, tmp_path):
+    """A retrained embedded model's export carries the card name "embedded": dropped into
+    models/ it was hidden behind the built-in one, with no way to choose it."""
+    import shutil
+
+    copy = tmp_path / "Stable-diffusion" / "my-retrain"
+    shutil.copytree(tiny_models_dir / "Stable-diffusion" / "tiny", copy)
+    (copy / "studio.json").write_text('{"name": "embedded", "description": "retrained"}')
+    catalog = Catalog(tmp_path)
+    names = [m.name for m in catalog.list()]
+    assert names == ["embedded", "my-retrain"]
+    assert catalog.get("my-retrain").path == str(copy) and catalog.get("my-retrain").description == "retrained"
+    assert catalog.get("embedded").source == "embedded"
+
+
 @pytest.fixture(scope="module")
 def single_file_models(tmp_path_factory):
     """models/Stable-diffusion/tiny-single.safetensors (original LDM keys), its
