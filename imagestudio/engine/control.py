@@ -132,12 +132,16 @@ def check_fits(net, unet, name: str) -> None:
     model's on a smaller retrained one) before a step runs: its residuals are added
     to the UNet's at every level, so otherwise the first step fails on a tensor shape."""
     for key in ("block_out_channels", "cross_attention_dim"):
-        made_for, has = net.config.get(key), unet.config.get(key)
-        made_for, has = (tuple(v) if isinstance(v, (list, tuple)) else v for v in (made_for, has))
+        made_for, has = (_listed(model.config.get(key)) for model in (net, unet))
         if made_for != has:
             raise RequestError(f"ControlNet {name!r} does not fit this model: it was made for a UNet with "
                                f"{key} {made_for}, the model's UNet has {has}. Choose a ControlNet made "
                                f"for this model (or train one: python -m imagestudio.engine.control_train)")
+
+
+def _listed(value):
+    """A config value as compared and shown: a list (JSON) or a tuple (in code) as a tuple."""
+    return tuple(value) if isinstance(value, (list, tuple)) else value
 
 
 def load_controlnet(path: Path, dtype):

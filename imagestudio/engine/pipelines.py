@@ -68,9 +68,12 @@ class PipelineCache:
             entry = self._models[f"{info.source}:{info.path}"]
             if kind not in entry:
                 other = entry.get(f"control:{'img2img' if mode == 'txt2img' else 'txt2img'}:{controlnet}")
-                net = other.controlnet if other is not None else (
-                    load_controlnet(Path(controlnet), base.unet.dtype).to(self.device))
-                check_fits(net, base.unet, Path(controlnet).name)
+                if other is not None:  # checked when it was loaded for the other mode
+                    net = other.controlnet
+                else:
+                    net = load_controlnet(Path(controlnet), base.unet.dtype)
+                    check_fits(net, base.unet, Path(controlnet).name)  # before it takes device memory
+                    net = net.to(self.device)
                 auto = AutoPipelineForText2Image if mode == "txt2img" else AutoPipelineForImage2Image
                 pipe = auto.from_pipe(base, controlnet=net)
                 pipe.set_progress_bar_config(disable=True)
