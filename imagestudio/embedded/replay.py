@@ -81,15 +81,17 @@ def cycle_config(base: T.TrainConfig, cycle: dict) -> T.TrainConfig:
 
 def plan(record: dict, base: T.TrainConfig) -> list[tuple[T.TrainConfig, tuple[str, ...]]]:
     """Each cycle's config and stages: the base run trains everything; a later cycle
-    renders its own scenes and fine-tunes (grounding data only when its losses need it)."""
+    renders its own scenes and fine-tunes."""
     steps = []
     for i, cycle in enumerate(cycles(record)):
         cfg = cycle_config(base, cycle)
+        # grounding data only when the cycle's losses need it (a from-scratch base run
+        # may have used them too)
+        ground = ("ground",) if cfg.uses_grounding else ()
         if i == 0:
-            stages = ("data", "vae", "latents", "decoder", "text", "unet", "finetune", "export")
+            stages = ("data", "vae", "latents", "decoder", "text") + ground + ("unet", "finetune", "export")
         else:
-            stages = ("data", "latents", "text") + (("ground",) if cfg.uses_grounding else ()) \
-                + ("finetune", "export")
+            stages = ("data", "latents", "text") + ground + ("finetune", "export")
         steps.append((cfg, stages))
     return steps
 

@@ -37,6 +37,18 @@ def test_the_shipped_record_plans_the_base_run_and_each_cycle_with_its_settings(
         (1200, 0.3, {"brown": 3.0, "purple": 3.0})
 
 
+def test_a_base_run_with_attention_losses_prepares_their_data():
+    """A from-scratch run (the half-width probes) may use the attention losses from its
+    first step: its replay renders the grounding data before the UNet stages."""
+    record = {"seed": 3004, "unet_steps": 0, "finetune_steps": 12500, "unet_channels": [16, 32, 64, 128],
+              "grounding_weight": 0.1, "separation_weight": 0.3}
+    ((cfg, stages),) = R.plan(record, T.TrainConfig())
+    assert stages.index("text") < stages.index("ground") < stages.index("unet")
+    assert (cfg.grounding_weight, cfg.separation_weight) == (0.1, 0.3)
+    plain = {"seed": 1, "unet_steps": 3, "finetune_steps": 2}
+    assert "ground" not in R.plan(plain, T.TrainConfig())[0][1]
+
+
 def test_a_record_with_an_unknown_setting_is_refused():
     record = {"seed": 5, "finetune_steps": 2, "warp_factor": 9,
               "continued_from": {"seed": 1, "unet_steps": 3, "finetune_steps": 2}}
