@@ -61,6 +61,10 @@ class TrainConfig:
     finetune_steps: int = 3600  # continue the base UNet with the layout-aware loss (0: skip)
     finetune_lr: float = 3e-4
     finetune_noise_bias: float = 1.5
+    # the fine-tune's cosine schedule length when it is longer than the steps run (0: the
+    # steps): a replay of a cycle that --max-minutes stopped early runs its steps on the
+    # schedule it was cut from
+    finetune_schedule: int = 0
     max_minutes: float = 0.0  # stop the UNet loop after this long (0: run all steps)
     # weight of the token-grounding loss in the fine-tune (grounding.py; 0: plain recipe)
     grounding_weight: float = 0.0
@@ -406,9 +410,11 @@ def biased_timesteps(n: int, num_train_timesteps: int, bias: float,
 
 def _unet_loop(work: Path, cfg: TrainConfig, unet, ema, ckpt: Path, total: int, lr_max: float,
                weighting: str, noise_bias: float, seed: int, log_name: str,
-               progress: Progress) -> int:
+               progress: Progress, schedule: int = 0) -> int:
     """The UNet training loop shared by the base stage and the fine-tune; returns the
-    step reached (checkpointed in `ckpt`, resumed from it)."""
+    step reached (checkpointed in `ckpt`, resumed from it). The learning rate's cosine
+    spans `schedule` steps when given, else `total`."""
+    span = max(schedule, total)
     dev = torch.device(cfg.device)
     lat_d = torch.load(work / "latents.pt")
     latents = lat_d["latents"]
@@ -470,7 +476,7 @@ def _unet_loop(work: Path, cfg: TrainConfig, unet, ema, ckpt: Path, total: int, 
     n_t = sched.config.num_train_timesteps
     while step < total:
         warm = min(1.0, (step + 1) / 100)
-        shape = warm * (0.2 + 0.8 * 0.5 * (1 + math.cos(math.pi * step / total)))
+        shape = warm * (0.2 + 0.8 * 0.5 * (1 + math.cos(math.pi * step / span)))
         lr = lr_max * shape
         for g in opt.param_groups:
             g["lr"] = g.get("lr_max", lr_max) * shape
@@ -590,7 +596,8 @@ def stage_finetune(work: Path, cfg: TrainConfig, progress: Progress = _noop) -> 
         unet.load_state_dict(base)
         ema.load_state_dict(base)
     step = _unet_loop(work, cfg, unet, ema, ft, cfg.finetune_steps, cfg.finetune_lr,
-                      "min-snr+1", cfg.finetune_noise_bias, cfg.seed + 17, "finetune", progress)
+                      "min-snr+1", cfg.finetune_noise_bias, cfg.seed + 17, "finetune", progress,
+                      cfg.finetune_schedule)
     if step >= cfg.finetune_steps:
         (work / "finetune.done").write_text(str(step))
 
@@ -710,6 +717,11 @@ def export(work: Path, dest: Path, cfg: TrainConfig, studio: Optional[dict] = No
     if cfg.unet_batch != TrainConfig.unet_batch:
         # every cycle before this was recorded trained at the default batch of 64
         info["training"]["unet_batch"] = cfg.unet_batch
+    span = max(cfg.finetune_schedule, cfg.finetune_steps)
+    if finetuned and span != finetuned:
+        # stopped before the end of its schedule (--max-minutes): the record's steps are
+        # the ones run, and the replay needs the schedule's length to run them the same
+        info["training"]["finetune_schedule"] = span
     if finetuned and cfg.finetune_noise_bias != TrainConfig.finetune_noise_bias:
         # every cycle before this setting existed drew at the default 1.5
         info["training"]["finetune_noise_bias"] = cfg.finetune_noise_bias

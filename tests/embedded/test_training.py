@@ -196,3 +196,46 @@ def test_a_smaller_unet_trains_exports_and_continues_at_its_own_widths(tmp_path)
     again = StableDiffusionPipeline.from_pretrained(cont_out, safety_checker=None)
     assert tuple(again.unet.config.block_out_channels) == half
     assert "unet_channels" not in json.loads((cont_out / "studio.json").read_text())["training"]
+
+
+def test_a_fine_tune_stopped_early_is_recorded_so_its_replay_runs_the_same_steps(tiny_run, tmp_path):
+    """--max-minutes stopped the fourth probe's first cycle at step 10,886 of a 12,500-step
+    cosine: the record keeps both, and a replay of it runs those steps on that schedule,
+    giving back the same UNet (before, it ran a 10,886-step schedule)."""
+    import shutil
+
+    from imagestudio.embedded import replay
+
+    work0, _, cfg, _ = tiny_run
+    cfg = dataclasses.replace(cfg, finetune_steps=4)
+
+    def copy(name):
+        work = tmp_path / name
+        shutil.copytree(work0, work, ignore=shutil.ignore_patterns("finetune*"))
+        return work
+
+    class Stop(Exception):
+        pass
+
+    def stop_after(n):
+        def progress(stage, step, total, info):
+            if stage == "finetune" and step > n:
+                raise Stop  # step n was checkpointed (checkpoint_seconds=0), as --max-minutes does
+        return progress
+
+    stopped = copy("stopped")
+    with pytest.raises(Stop):
+        T.run_all(stopped, stopped / "out", cfg, stop_after(2), stages=("finetune",))
+    T.export(stopped, stopped / "out", cfg)
+    record = json.loads((stopped / "out" / "studio.json").read_text())["training"]
+    assert (record["finetune_steps"], record["finetune_schedule"]) == (2, 4)
+    again_cfg = replay.cycle_config(cfg, {k: v for k, v in record.items() if k in replay.RECORDED})
+    again = copy("again")
+    T.run_all(again, again / "out", again_cfg, stages=("finetune",))
+    assert (again / "finetune.done").read_text() == "2"
+    ema = lambda work: torch.load(work / "finetune.ckpt", weights_only=False)["ema"]  # noqa: E731
+    assert all(torch.equal(a, b) for a, b in zip(ema(stopped).values(), ema(again).values()))
+    # resumed to the end of its schedule, it records none
+    T.run_all(stopped, stopped / "out", cfg, stages=("finetune", "export"))
+    record = json.loads((stopped / "out" / "studio.json").read_text())["training"]
+    assert record["finetune_steps"] == 4 and "finetune_schedule" not in record
