@@ -87,6 +87,11 @@ class TrainConfig:
     device: str = "cpu"
 
     @property
+    def finetune_span(self) -> int:
+        """The fine-tune's cosine schedule length (at least its steps)."""
+        return max(self.finetune_schedule, self.finetune_steps)
+
+    @property
     def uses_grounding(self) -> bool:
         """Whether the fine-tune needs the ground stage's token masks and boxes."""
         return self.grounding_weight > 0 or self.binding_weight > 0 or self.separation_weight > 0
@@ -597,7 +602,7 @@ def stage_finetune(work: Path, cfg: TrainConfig, progress: Progress = _noop) -> 
         ema.load_state_dict(base)
     step = _unet_loop(work, cfg, unet, ema, ft, cfg.finetune_steps, cfg.finetune_lr,
                       "min-snr+1", cfg.finetune_noise_bias, cfg.seed + 17, "finetune", progress,
-                      cfg.finetune_schedule)
+                      cfg.finetune_span)
     if step >= cfg.finetune_steps:
         (work / "finetune.done").write_text(str(step))
 
@@ -717,11 +722,10 @@ def export(work: Path, dest: Path, cfg: TrainConfig, studio: Optional[dict] = No
     if cfg.unet_batch != TrainConfig.unet_batch:
         # every cycle before this was recorded trained at the default batch of 64
         info["training"]["unet_batch"] = cfg.unet_batch
-    span = max(cfg.finetune_schedule, cfg.finetune_steps)
-    if finetuned and span != finetuned:
+    if finetuned and cfg.finetune_span != finetuned:
         # stopped before the end of its schedule (--max-minutes): the record's steps are
         # the ones run, and the replay needs the schedule's length to run them the same
-        info["training"]["finetune_schedule"] = span
+        info["training"]["finetune_schedule"] = cfg.finetune_span
     if finetuned and cfg.finetune_noise_bias != TrainConfig.finetune_noise_bias:
         # every cycle before this setting existed drew at the default 1.5
         info["training"]["finetune_noise_bias"] = cfg.finetune_noise_bias
