@@ -48,6 +48,9 @@ class TrainConfig:
     # encode/decode round trip from 69% to 86% of scenes (colours of pastel/shaded objects)
     decoder_steps: int = 10200
     unet_steps: int = 2300
+    # the base stage's cosine schedule length when it is longer than the steps run (0:
+    # the steps), as finetune_schedule is for the fine-tune
+    unet_schedule: int = 0
     unet_batch: int = 64
     # the UNet's widths, one per level (diffusers' block_out_channels); the shipped UNet's
     # by default. A from-scratch run may choose a smaller one (e.g. (16, 32, 64, 128):
@@ -85,6 +88,11 @@ class TrainConfig:
     # generators and batches move to the device, so a seed draws the same batches,
     # noise and timesteps on any device; not part of the recipe (never recorded).
     device: str = "cpu"
+
+    @property
+    def unet_span(self) -> int:
+        """The base stage's cosine schedule length (at least its steps)."""
+        return max(self.unet_schedule, self.unet_steps)
 
     @property
     def finetune_span(self) -> int:
@@ -582,7 +590,7 @@ def stage_unet(work: Path, cfg: TrainConfig, progress: Progress = _noop) -> None
         (work / "unet.done").write_text("0")
         return
     step = _unet_loop(work, cfg, unet, ema, work / "unet.ckpt", cfg.unet_steps, cfg.unet_lr,
-                      "min-snr", 1.0, cfg.seed + 7, "unet", progress)
+                      "min-snr", 1.0, cfg.seed + 7, "unet", progress, cfg.unet_span)
     if step >= cfg.unet_steps:
         (work / "unet.done").write_text(str(step))
 
@@ -638,6 +646,12 @@ def init_from(work: Path, folder: Path) -> None:
     _save_ckpt(work / "unet.ckpt", {"model": state, "ema": state, "step": 0})
     (work / "unet.done").write_text("init")
     marker.write_text(json.dumps({"from": str(folder.resolve()), "training": record}, indent=2))
+
+
+def _base_steps(work: Path) -> int:
+    """The steps the work folder's base stage ran (all of them once it is done)."""
+    done = work / "unet.done"
+    return int(done.read_text()) if done.exists() else int(_load_ckpt(work / "unet.ckpt")["step"])
 
 
 def export(work: Path, dest: Path, cfg: TrainConfig, studio: Optional[dict] = None) -> Path:
@@ -711,8 +725,13 @@ def export(work: Path, dest: Path, cfg: TrainConfig, studio: Optional[dict] = No
                             "scenes": cfg.scenes,
                             "continued_from": json.loads((work / "init.json").read_text())["training"]}
     else:
-        info["training"] = {"unet_steps": cfg.unet_steps, "finetune_steps": finetuned,
+        # the base steps run: fewer than asked when --max-minutes stopped the base stage
+        # (its checkpoint is what ships then, and the replay must run those steps)
+        based = _base_steps(work)
+        info["training"] = {"unet_steps": based, "finetune_steps": finetuned,
                             "seed": cfg.seed, "scenes": cfg.scenes}
+        if cfg.unet_span != based:
+            info["training"]["unet_schedule"] = cfg.unet_span
         if cfg.finetune_lr != TrainConfig.finetune_lr:
             # (a base run's record held no learning rate while every one used the default)
             info["training"]["finetune_lr"] = cfg.finetune_lr

@@ -239,3 +239,44 @@ def test_a_fine_tune_stopped_early_is_recorded_so_its_replay_runs_the_same_steps
     T.run_all(stopped, stopped / "out", cfg, stages=("finetune", "export"))
     record = json.loads((stopped / "out" / "studio.json").read_text())["training"]
     assert record["finetune_steps"] == 4 and "finetune_schedule" not in record
+
+
+def test_a_base_stage_stopped_early_records_the_steps_it_ran_and_its_schedule(tiny_run, tmp_path):
+    """--max-minutes may stop the base stage too; its export then ships the base UNet. The
+    record held the steps asked for, so a replay trained longer than the shipped UNet had;
+    now it holds the steps run and the schedule they were cut from."""
+    import shutil
+
+    from imagestudio.embedded import replay
+
+    work0, _, cfg, _ = tiny_run
+    cfg = dataclasses.replace(cfg, unet_steps=4)
+
+    def copy(name):
+        work = tmp_path / name
+        shutil.copytree(work0, work, ignore=shutil.ignore_patterns("unet.*", "finetune*"))
+        return work
+
+    class Stop(Exception):
+        pass
+
+    def progress(stage, step, total, info):
+        if stage == "unet" and step > 2:
+            raise Stop  # step 2 was checkpointed (checkpoint_seconds=0), as --max-minutes does
+
+    stopped = copy("stopped")
+    with pytest.raises(Stop):
+        T.run_all(stopped, stopped / "out", cfg, progress, stages=("unet",))
+    T.export(stopped, stopped / "out", cfg)
+    record = json.loads((stopped / "out" / "studio.json").read_text())["training"]
+    assert (record["unet_steps"], record["unet_schedule"], record["finetune_steps"]) == (2, 4, 0)
+    again_cfg = replay.cycle_config(cfg, {k: v for k, v in record.items() if k in replay.RECORDED})
+    again = copy("again")
+    T.run_all(again, again / "out", again_cfg, stages=("unet",))
+    assert (again / "unet.done").read_text() == "2"
+    ema = lambda work: torch.load(work / "unet.ckpt", weights_only=False)["ema"]  # noqa: E731
+    assert all(torch.equal(a, b) for a, b in zip(ema(stopped).values(), ema(again).values()))
+    # resumed to the end of its schedule, it records the steps asked for and no schedule
+    T.run_all(stopped, stopped / "out", cfg, stages=("unet", "export"))
+    record = json.loads((stopped / "out" / "studio.json").read_text())["training"]
+    assert record["unet_steps"] == 4 and "unet_schedule" not in record
