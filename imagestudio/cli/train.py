@@ -221,6 +221,10 @@ def evaluate(
     """Prompt adherence of a model, scored by the judge (an independent classifier)."""
     from ..embedded import evaluate as ev
 
+    if edits and int(steps * 0.3) < 1:
+        # diffusers' img2img runs int(steps * strength) steps: none at all below 4
+        raise typer.BadParameter("the edit checks run img2img at strength 0.3, which needs --steps 4 or more",
+                                 param_hint="--edits")
     _set_threads(threads)
     studio = None
     if model == "embedded" or Path(model).is_dir():
@@ -233,17 +237,23 @@ def evaluate(
         folder = None
         generate = ev.engine_generator(model, models_dir, steps=steps, guidance=guidance)
         batch = 1
+    # a catalog model stored as a diffusers folder: the edit checks run diffusers' img2img
+    # and inpaint pipelines on it, and its studio.json (a model trained here) says which
+    # captions it saw; a model without one saw none of the renderer's captions, and
+    # excluding the embedded model's costs nothing
+    stored = folder or _catalog_folder(model, models_dir, required=bool(edits))
+    has_record = stored is not None and (stored / "studio.json").exists()
     result = ev.evaluate(generate, n_per_set=images, batch=batch, seed=seed,
                          judge_images=judge_images,
-                         exclude=ev.all_training_captions(folder or _resolve_model("embedded")),
+                         exclude=ev.all_training_captions(stored if has_record else _resolve_model("embedded")),
                          keep_images=grid is not None, studio=studio)
     result = {"model": model, **result, "steps": steps}
     if showcase is not None:
         showcase.parent.mkdir(parents=True, exist_ok=True)
         ev.showcase_grid(generate, showcase)
-    if edits and folder is not None:
+    if edits:
         studio = ev.engine_inpainter(steps=steps, guidance=guidance) if model == "embedded" else None
-        result.update(ev.edit_checks(folder, n=edits, steps=steps, guidance=guidance, studio=studio))
+        result.update(ev.edit_checks(stored, n=edits, steps=steps, guidance=guidance, studio=studio))
     import torch
 
     result["threads"] = torch.get_num_threads()
@@ -261,6 +271,20 @@ def evaluate(
         for k, v in result.items():
             table.add_row(k, str(v))
         Console().print(table)
+
+
+def _catalog_folder(name: str, models_dir: Optional[Path], required: bool) -> Optional[Path]:
+    """The diffusers folder of catalog model `name`; None for another kind of file, or
+    a clear refusal when the edit checks (`required`) need the folder."""
+    from ..engine.catalog import Catalog
+
+    info = Catalog(models_dir).get(name)
+    if info.source == "diffusers":
+        return Path(info.path)
+    if required:
+        raise typer.BadParameter(f"{name} is a {info.source.replace('_', ' ')} model: --edits needs a "
+                                 "diffusers folder (pass the folder itself, or convert it)", param_hint="--edits")
+    return None
 
 
 def _resolve_model(name: str) -> Path:

@@ -53,3 +53,37 @@ def test_train_refuses_a_device_it_cannot_use(tmp_path):
     assert result.exit_code == 2
     assert "'warp9' cannot be used here" in " ".join(result.output.replace("│", " ").split())
     assert not (tmp_path / "work").exists()  # refused before any work
+
+
+def test_eval_runs_the_edit_checks_on_a_catalog_model_stored_as_a_diffusers_folder(tmp_path, monkeypatch):
+    """`--model NAME --edits N` used to print no edit figures at all for a catalog model
+    (the checks ran only for 'embedded' or a folder path), without saying so; and its
+    prompt sets left out the embedded model's training captions instead of its own."""
+    from imagestudio.embedded import evaluate as ev
+    from imagestudio.embedded import model_dir
+
+    mini = tmp_path / "models" / "mini"
+    mini.mkdir(parents=True)
+    for part in model_dir().iterdir():
+        if part.name != "studio.json":
+            (mini / part.name).symlink_to(part)
+    studio = json.loads((model_dir() / "studio.json").read_text())
+    studio["training"] = {"seed": 5, "scenes": 30, "unet_steps": 1, "finetune_steps": 0}
+    (mini / "studio.json").write_text(json.dumps(studio))
+    excluded_from = []
+    real = ev.all_training_captions
+    monkeypatch.setattr(ev, "all_training_captions", lambda folder: excluded_from.append(folder) or real(folder))
+    result = CliRunner().invoke(app, ["eval", "--json", "--model", "mini", "--models-dir", str(tmp_path / "models"),
+                                      "--images", "1", "--steps", "4", "--judge-images", "20",
+                                      "--edits", "1", "--threads", "2"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout.strip().splitlines()[-1])
+    assert data["edit_images"] == 2
+    assert 0 <= data["img2img_keeps_labels"] <= 1 and 0 <= data["inpaint_recolor"] <= 1
+    assert excluded_from == [mini]
+
+
+def test_eval_refuses_edit_checks_with_too_few_steps_to_run_img2img():
+    result = CliRunner().invoke(app, ["eval", "--json", "--images", "1", "--steps", "3", "--edits", "1"])
+    assert result.exit_code == 2
+    assert "needs --steps 4 or more" in " ".join(result.output.replace("│", " ").split())
