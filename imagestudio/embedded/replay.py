@@ -25,15 +25,15 @@ from . import training as T
 
 # Settings a cycle's record may hold; anything else in a record is refused rather than
 # silently ignored, since a replay that drops a setting is not the same recipe.
-RECORDED = ("seed", "scenes", "unet_steps", "unet_schedule", "unet_batch", "unet_channels", "finetune_steps", "finetune_schedule",
-            "finetune_lr", "finetune_noise_bias", "grounding_weight", "binding_weight", "separation_weight",
-            "text_layers", "text_lr", "color_weights")
+RECORDED = ("seed", "scenes", "unet_steps", "unet_schedule", "unet_batch", "unet_channels", "finetune_steps",
+            "finetune_schedule", "finetune_lr", "finetune_noise_bias", "grounding_weight", "binding_weight",
+            "separation_weight", "text_layers", "text_lr", "color_weights")
 # Settings that belong to one cycle only: a cycle whose record lacks them ran without
 # them (the export writes them only when set), so they fall back to TrainConfig's
 # defaults, not to what the caller or an earlier cycle had.
 # (A later cycle's UNet widths are its source's, whatever its config says: init_from.)
-PER_CYCLE = ("unet_channels", "unet_schedule", "finetune_schedule", "finetune_lr", "finetune_noise_bias", "grounding_weight",
-             "binding_weight", "separation_weight", "text_layers", "text_lr", "color_weights")
+PER_CYCLE = ("unet_channels", "unet_schedule", "finetune_schedule", "finetune_lr", "finetune_noise_bias",
+             "grounding_weight", "binding_weight", "separation_weight", "text_layers", "text_lr", "color_weights")
 
 
 def load_studio(source: Path) -> dict:
