@@ -282,7 +282,7 @@ def _catalog_folder(name: str, models_dir: Optional[Path], required: bool) -> Op
     if info.source == "diffusers":
         return Path(info.path)
     if required:
-        raise typer.BadParameter(f"{name} is a {info.source.replace('_', ' ')} model: --edits needs a "
+        raise typer.BadParameter(f"{name} is a {info.source.replace('_', '-')} model: --edits needs a "
                                  "diffusers folder (pass the folder itself, or convert it)", param_hint="--edits")
     return None
 

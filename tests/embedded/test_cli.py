@@ -87,3 +87,17 @@ def test_eval_refuses_edit_checks_with_too_few_steps_to_run_img2img():
     result = CliRunner().invoke(app, ["eval", "--json", "--images", "1", "--steps", "3", "--edits", "1"])
     assert result.exit_code == 2
     assert "needs --steps 4 or more" in " ".join(result.output.replace("│", " ").split())
+
+
+def test_eval_refuses_edit_checks_on_a_single_file_model_before_generating(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    models = tmp_path / "models"
+    models.mkdir()
+    save_file({"w": torch.zeros(2)}, str(models / "tiny.safetensors"))  # never loaded: refused first
+    result = CliRunner().invoke(app, ["eval", "--json", "--model", "tiny", "--models-dir", str(models),
+                                      "--images", "1", "--steps", "4", "--edits", "1"])
+    assert result.exit_code == 2
+    assert "tiny is a single-file model: --edits needs a diffusers folder" in " ".join(
+        result.output.replace("│", " ").split())

@@ -198,85 +198,50 @@ def test_a_smaller_unet_trains_exports_and_continues_at_its_own_widths(tmp_path)
     assert "unet_channels" not in json.loads((cont_out / "studio.json").read_text())["training"]
 
 
-def test_a_fine_tune_stopped_early_is_recorded_so_its_replay_runs_the_same_steps(tiny_run, tmp_path):
+@pytest.mark.parametrize("stage", ["finetune", "unet"])
+def test_a_unet_stage_stopped_early_is_recorded_so_its_replay_runs_the_same_steps(tiny_run, tmp_path, stage):
     """--max-minutes stopped the fourth probe's first cycle at step 10,886 of a 12,500-step
     cosine: the record keeps both, and a replay of it runs those steps on that schedule,
-    giving back the same UNet (before, it ran a 10,886-step schedule)."""
+    giving back the same UNet (before, it ran a 10,886-step schedule). A base stage stopped
+    early (its export then ships the base UNet) recorded the steps asked for, so a replay
+    trained longer than the shipped UNet had."""
     import shutil
 
     from imagestudio.embedded import replay
 
     work0, _, cfg, _ = tiny_run
-    cfg = dataclasses.replace(cfg, finetune_steps=4)
+    cfg = dataclasses.replace(cfg, **{f"{stage}_steps": 4})
+    steps_key, schedule_key = f"{stage}_steps", f"{stage}_schedule"
+    # a stopped base stage leaves no fine-tune; a stopped fine-tune keeps its base
+    dropped = ("unet.*", "finetune*") if stage == "unet" else ("finetune*",)
 
     def copy(name):
         work = tmp_path / name
-        shutil.copytree(work0, work, ignore=shutil.ignore_patterns("finetune*"))
+        shutil.copytree(work0, work, ignore=shutil.ignore_patterns(*dropped))
         return work
 
     class Stop(Exception):
         pass
 
-    def stop_after(n):
-        def progress(stage, step, total, info):
-            if stage == "finetune" and step > n:
-                raise Stop  # step n was checkpointed (checkpoint_seconds=0), as --max-minutes does
-        return progress
-
-    stopped = copy("stopped")
-    with pytest.raises(Stop):
-        T.run_all(stopped, stopped / "out", cfg, stop_after(2), stages=("finetune",))
-    T.export(stopped, stopped / "out", cfg)
-    record = json.loads((stopped / "out" / "studio.json").read_text())["training"]
-    assert (record["finetune_steps"], record["finetune_schedule"]) == (2, 4)
-    again_cfg = replay.cycle_config(cfg, {k: v for k, v in record.items() if k in replay.RECORDED})
-    again = copy("again")
-    T.run_all(again, again / "out", again_cfg, stages=("finetune",))
-    assert (again / "finetune.done").read_text() == "2"
-    ema = lambda work: torch.load(work / "finetune.ckpt", weights_only=False)["ema"]  # noqa: E731
-    assert all(torch.equal(a, b) for a, b in zip(ema(stopped).values(), ema(again).values()))
-    # resumed to the end of its schedule, it records none
-    T.run_all(stopped, stopped / "out", cfg, stages=("finetune", "export"))
-    record = json.loads((stopped / "out" / "studio.json").read_text())["training"]
-    assert record["finetune_steps"] == 4 and "finetune_schedule" not in record
-
-
-def test_a_base_stage_stopped_early_records_the_steps_it_ran_and_its_schedule(tiny_run, tmp_path):
-    """--max-minutes may stop the base stage too; its export then ships the base UNet. The
-    record held the steps asked for, so a replay trained longer than the shipped UNet had;
-    now it holds the steps run and the schedule they were cut from."""
-    import shutil
-
-    from imagestudio.embedded import replay
-
-    work0, _, cfg, _ = tiny_run
-    cfg = dataclasses.replace(cfg, unet_steps=4)
-
-    def copy(name):
-        work = tmp_path / name
-        shutil.copytree(work0, work, ignore=shutil.ignore_patterns("unet.*", "finetune*"))
-        return work
-
-    class Stop(Exception):
-        pass
-
-    def progress(stage, step, total, info):
-        if stage == "unet" and step > 2:
+    def stop_after_2(name, step, total, info):
+        if name == stage and step > 2:
             raise Stop  # step 2 was checkpointed (checkpoint_seconds=0), as --max-minutes does
 
     stopped = copy("stopped")
     with pytest.raises(Stop):
-        T.run_all(stopped, stopped / "out", cfg, progress, stages=("unet",))
+        T.run_all(stopped, stopped / "out", cfg, stop_after_2, stages=(stage,))
     T.export(stopped, stopped / "out", cfg)
     record = json.loads((stopped / "out" / "studio.json").read_text())["training"]
-    assert (record["unet_steps"], record["unet_schedule"], record["finetune_steps"]) == (2, 4, 0)
+    assert (record[steps_key], record[schedule_key]) == (2, 4)
+    if stage == "unet":
+        assert record["finetune_steps"] == 0  # what ships is the base UNet
     again_cfg = replay.cycle_config(cfg, {k: v for k, v in record.items() if k in replay.RECORDED})
     again = copy("again")
-    T.run_all(again, again / "out", again_cfg, stages=("unet",))
-    assert (again / "unet.done").read_text() == "2"
-    ema = lambda work: torch.load(work / "unet.ckpt", weights_only=False)["ema"]  # noqa: E731
+    T.run_all(again, again / "out", again_cfg, stages=(stage,))
+    assert (again / f"{stage}.done").read_text() == "2"
+    ema = lambda work: torch.load(work / f"{stage}.ckpt", weights_only=False)["ema"]  # noqa: E731
     assert all(torch.equal(a, b) for a, b in zip(ema(stopped).values(), ema(again).values()))
     # resumed to the end of its schedule, it records the steps asked for and no schedule
-    T.run_all(stopped, stopped / "out", cfg, stages=("unet", "export"))
+    T.run_all(stopped, stopped / "out", cfg, stages=(stage, "export"))
     record = json.loads((stopped / "out" / "studio.json").read_text())["training"]
-    assert record["unet_steps"] == 4 and "unet_schedule" not in record
+    assert record[steps_key] == 4 and schedule_key not in record
