@@ -4,6 +4,7 @@ adherence scored by the judge)."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -221,10 +222,10 @@ def evaluate(
     """Prompt adherence of a model, scored by the judge (an independent classifier)."""
     from ..embedded import evaluate as ev
 
-    if edits and int(steps * 0.3) < 1:
+    if edits and int(steps * ev.EDIT_STRENGTH) < 1:
         # diffusers' img2img runs int(steps * strength) steps: none at all below 4
-        raise typer.BadParameter("the edit checks run img2img at strength 0.3, which needs --steps 4 or more",
-                                 param_hint="--edits")
+        raise typer.BadParameter(f"the edit checks run img2img at strength {ev.EDIT_STRENGTH}, which needs "
+                                 f"--steps {math.ceil(1 / ev.EDIT_STRENGTH)} or more", param_hint="--edits")
     _set_threads(threads)
     studio = None
     if model == "embedded" or Path(model).is_dir():

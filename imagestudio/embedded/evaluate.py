@@ -257,6 +257,10 @@ def evaluate(generate: Generate, n_per_set: int = 32, batch: int = 8,
     return result
 
 
+# img2img's strength in the edit checks: low enough that the picture should keep its labels
+EDIT_STRENGTH = 0.3
+
+
 def edit_checks(folder, n: int = 16, seed: int = 4242, steps: int = 20,
                 guidance: Optional[float] = None, studio: Optional[Callable] = None) -> dict:
     """img2img at strength 0.3 keeps the judge's labels of a rendered input (also
@@ -289,7 +293,7 @@ def edit_checks(folder, n: int = 16, seed: int = 4242, steps: int = 20,
         truth = sc.labels()
         text = " and ".join(renderer.object_phrase(o, rng, 0, sized=False) for o in sc.objects)
         g = torch.Generator().manual_seed(i)
-        out = i2i(text, image=image, strength=0.3, num_inference_steps=steps, guidance_scale=guidance,
+        out = i2i(text, image=image, strength=EDIT_STRENGTH, num_inference_steps=steps, guidance_scale=guidance,
                   generator=g).images[0]
         keep += judge.exact_objects(judge.analyze(out), truth)
         # the same result with the studio's img2img colour correction (engine.images)

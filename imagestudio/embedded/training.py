@@ -423,11 +423,10 @@ def biased_timesteps(n: int, num_train_timesteps: int, bias: float,
 
 def _unet_loop(work: Path, cfg: TrainConfig, unet, ema, ckpt: Path, total: int, lr_max: float,
                weighting: str, noise_bias: float, seed: int, log_name: str,
-               progress: Progress, schedule: int = 0) -> int:
+               progress: Progress, span: int) -> int:
     """The UNet training loop shared by the base stage and the fine-tune; returns the
     step reached (checkpointed in `ckpt`, resumed from it). The learning rate's cosine
-    spans `schedule` steps when given, else `total`."""
-    span = max(schedule, total)
+    spans `span` steps (the stage's `TrainConfig.*_span`, at least `total`)."""
     dev = torch.device(cfg.device)
     lat_d = torch.load(work / "latents.pt")
     latents = lat_d["latents"]
@@ -648,12 +647,6 @@ def init_from(work: Path, folder: Path) -> None:
     marker.write_text(json.dumps({"from": str(folder.resolve()), "training": record}, indent=2))
 
 
-def _base_steps(work: Path) -> int:
-    """The steps the work folder's base stage ran (all of them once it is done)."""
-    done = work / "unet.done"
-    return int(done.read_text()) if done.exists() else int(_load_ckpt(work / "unet.ckpt")["step"])
-
-
 def export(work: Path, dest: Path, cfg: TrainConfig, studio: Optional[dict] = None) -> Path:
     """Write the diffusers folder (fp16 safetensors) from the work folder's EMA UNet."""
     from diffusers import AutoencoderKL, DPMSolverMultistepScheduler, UNet2DConditionModel
@@ -726,8 +719,10 @@ def export(work: Path, dest: Path, cfg: TrainConfig, studio: Optional[dict] = No
                             "continued_from": json.loads((work / "init.json").read_text())["training"]}
     else:
         # the base steps run: fewer than asked when --max-minutes stopped the base stage
-        # (its checkpoint is what ships then, and the replay must run those steps)
-        based = _base_steps(work)
+        # (a fine-tune needs a finished base, so then `st` is the base's checkpoint, what
+        # ships, and the replay must run its steps)
+        done = work / "unet.done"
+        based = int(done.read_text()) if done.exists() else int(st["step"])
         info["training"] = {"unet_steps": based, "finetune_steps": finetuned,
                             "seed": cfg.seed, "scenes": cfg.scenes}
         if cfg.unet_span != based:
